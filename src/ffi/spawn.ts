@@ -16,7 +16,7 @@
  *      namespace first: joining it is what grants the rights to join the others);
  *   5. chdir, setsid, dup3 of the stdio descriptors onto 0, 1, 2;
  *   6. close_range(first, ~0, CLOSE_RANGE_CLOEXEC) if asked;
- *   7. reset signal dispositions 1–31 to SIG_DFL (Deno ignores SIGPIPE, and an
+ *   7. reset signal dispositions 1–64 to SIG_DFL (Deno ignores SIGPIPE, and an
  *      ignored disposition survives exec) and set the signal mask (empty by
  *      default: our process runs with SIGTERM, SIGINT, SIGHUP and SIGCHLD
  *      blocked and the child would inherit that);
@@ -116,7 +116,7 @@ export interface SpawnOptions {
   readonly chdir?: string;
   /** Exec with an empty signal mask (true, the default) or with the caller's mask. */
   readonly resetSignalMask?: boolean;
-  /** Reset the dispositions of signals 1–31 to SIG_DFL before exec. Default true. */
+  /** Reset the dispositions of signals 1–64 to SIG_DFL before exec. Default true. */
   readonly resetSignalDispositions?: boolean;
   /** Mark every descriptor ≥ this number close-on-exec (close_range, Linux 5.11). */
   readonly closeFrom?: number;
@@ -347,7 +347,9 @@ function buildProgram(
 
   if (options.resetSignalDispositions ?? true) {
     const defaultAction = p.bytes(KERNEL_SIGACTION_SIZE); // zeros: SIG_DFL, no flags
-    for (let signal = 1; signal < 32; signal++) {
+    // Every signal, real-time ones too: an ignored one (whoever started us may have
+    // ignored signal 32 or more) would stay ignored across exec.
+    for (let signal = 1; signal <= 64; signal++) {
       if (signal === SIG.KILL || signal === SIG.STOP) continue;
       p.step(
         { call: "rt_sigaction", detail: `signal ${signal}` },

@@ -219,7 +219,10 @@ Deno.test("spawn: the command gets an empty signal mask and default dispositions
     () => grep({ resetSignalMask: false, resetSignalDispositions: false }),
   );
   assert.match(kept.out, /^SigBlk:\s+0{11}14003$/m);
-  assert.match(kept.out, /^SigIgn:\s+0{12}1000$/m);
+  // Whoever started the test may ignore more signals (make does, for signal 32):
+  // check only that SIGPIPE's ignored disposition was kept.
+  const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]{16})$/m.exec(kept.out)?.[1] ?? "0"}`);
+  assert.equal((ignored >> 12n) & 1n, 1n, kept.out);
 });
 
 Deno.test("spawn: new user and network namespaces, root after writeIdMaps", () => {
