@@ -140,6 +140,12 @@ export function socket(domain: number, type: number, protocol: number): number {
   return checked("socket", c.socket(domain, type, protocol));
 }
 
+/** socket(2) returning the fd or -errno. */
+export function trySocket(domain: number, type: number, protocol: number): number {
+  const r = c.socket(domain, type, protocol);
+  return r < 0 ? -lastErrno() : r;
+}
+
 /** socketpair(2): the two connected descriptors. Throws on failure. */
 export function socketpair(domain: number, type: number, protocol = 0): [number, number] {
   const fds = new Int32Array(2);

@@ -1,0 +1,215 @@
+/**
+ * Process life: signal delivery, going to the background, the PID file.
+ *
+ * Theory of operation. Deno runs several threads of its own, and a process-wide
+ * signal goes to any thread that does not block it. The loop reads SIGTERM,
+ * SIGINT, SIGHUP and SIGCHLD from a signalfd, which only works when every thread
+ * blocks them. A signal mask is inherited by threads and survives execve, so:
+ * - In the foreground, if those signals are not blocked yet, the main thread
+ *   blocks them and re-executes the same command line (same PID, as `-f` and a
+ *   PID file promise); the new image's threads all start with the mask.
+ * - In the background, the process the user started (the "starter") blocks them
+ *   and spawns the worker with posix_spawn in a new session: the worker inherits
+ *   the mask. The starter waits on a pipe until the worker says it is ready (its
+ *   PID file written, its socket or namespace set up), then exits 0; if the worker
+ *   dies first, the starter exits with the worker's status. The worker then points
+ *   stdin, stdout and stderr at /dev/null, so that whoever started us (Podman,
+ *   libvirt) and reads our output to EOF sees EOF.
+ * The worker finds the readiness pipe through an environment variable that it
+ * removes from its own environment at once.
+ */
+import { O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
+import * as sys from "./ffi/sys.ts";
+import { log } from "./log.ts";
+
+/** The signals the loop handles through its signalfd. */
+export const LOOP_SIGNALS: readonly number[] = [SIG.HUP, SIG.INT, SIG.TERM, SIG.CHLD];
+
+/** Environment variable naming the worker's readiness pipe (internal). */
+const READY_FD_ENV = "PASST_TS_READY_FD";
+const READY_MESSAGE = "ready\n";
+
+/** The program and argument vector that started this process. */
+export interface SelfCommand {
+  /** Executable to run again (/proc/self/exe: Deno, or the compiled binary). */
+  readonly path: string;
+  /** Full argument vector, argv[0] included. */
+  readonly argv: readonly string[];
+}
+
+/** How this process was started, read from /proc/self/cmdline. */
+export function selfCommand(): SelfCommand {
+  const raw = Deno.readFileSync("/proc/self/cmdline");
+  const text = new TextDecoder().decode(raw);
+  const argv = text.split("\0");
+  if (argv.length > 0 && argv[argv.length - 1] === "") argv.pop();
+  return { path: "/proc/self/exe", argv };
+}
+
+/** Whether every loop signal is blocked in the calling thread. */
+export function loopSignalsBlocked(): boolean {
+  const mask = sys.currentSigmask();
+  return LOOP_SIGNALS.every((s) => sys.sigismember(mask, s));
+}
+
+/** Block the loop signals in the calling thread (threads created later inherit it). */
+export function blockLoopSignals(): void {
+  sys.sigprocmask(SIG_HOW.BLOCK, LOOP_SIGNALS);
+}
+
+/**
+ * Make sure the loop signals are blocked in every thread: if they are not, block
+ * them and execute the same command line again (this call then does not return).
+ */
+export function ensureLoopSignalsBlocked(): void {
+  if (loopSignalsBlocked()) return;
+  blockLoopSignals();
+  const self = selfCommand();
+  sys.execve(self.path, self.argv, sys.environment());
+}
+
+/** Whether this process is a background worker started by `runBackgroundStarter`. */
+export function isBackgroundWorker(): boolean {
+  return Deno.env.get(READY_FD_ENV) !== undefined;
+}
+
+/** The worker's readiness pipe descriptor, if this process is a background worker. */
+export function readyDescriptor(): number | undefined {
+  const fd = Number(Deno.env.get(READY_FD_ENV));
+  return Number.isInteger(fd) && fd > 2 ? fd : undefined;
+}
+
+/**
+ * Starter side of going to the background: spawn the worker (the same command
+ * line) in a new session with the loop signals blocked, wait until it reports
+ * ready, and return the exit status the starter should exit with: 0 once the
+ * worker is ready, the worker's own status if it exits before.
+ */
+export function runBackgroundStarter(): number {
+  blockLoopSignals();
+  const [readEnd, writeEnd] = sys.pipe2(O.CLOEXEC);
+  // The worker's copy of the write end must survive exec: a duplicate without CLOEXEC.
+  const inherited = sys.fcntl(writeEnd, 0, /* F_DUPFD */ 3);
+  const devNull = sys.open("/dev/null", O.RDONLY | O.CLOEXEC);
+  let pid: number;
+  try {
+    const self = selfCommand();
+    pid = sys.posixSpawn(
+      self.path,
+      self.argv,
+      sys.environment({ [READY_FD_ENV]: String(inherited) }),
+      { dup2: [[devNull, 0]], setsid: true },
+    );
+  } finally {
+    sys.close(inherited);
+    sys.close(writeEnd);
+    sys.close(devNull);
+  }
+  // While waiting, let the user interrupt the starter itself.
+  sys.sigprocmask(SIG_HOW.UNBLOCK, [SIG.INT, SIG.TERM, SIG.HUP]);
+  const buf = new Uint8Array(READY_MESSAGE.length);
+  let got = 0;
+  for (let tries = 0; got < buf.length && tries < 1000; tries++) {
+    const n = sys.read(readEnd, got === 0 ? buf : buf.subarray(got), buf.length - got);
+    if (n === -sys.Errno.EINTR) continue;
+    if (n <= 0) break;
+    got += n;
+  }
+  sys.close(readEnd);
+  if (got === buf.length && new TextDecoder().decode(buf) === READY_MESSAGE) return 0;
+  // The worker went away before it was ready: pass its status on.
+  for (let tries = 0; tries < 1000; tries++) {
+    const { pid: reaped, status } = sys.waitpid(pid, 0);
+    if (reaped === pid) return sys.exitCodeOf(status) || 1;
+    if (reaped !== -sys.Errno.EINTR) break;
+  }
+  return 1;
+}
+
+/** Write `pid` and a newline to `path` (the -P/--pid option). Throws if it can't. */
+export function writePidFile(path: string, pid: number): void {
+  const fd = sys.open(path, O.WRONLY | O.CREAT | O.TRUNC | O.CLOEXEC, 0o644);
+  try {
+    const bytes = new TextEncoder().encode(`${pid}\n`);
+    if (sys.write(fd, bytes, bytes.length) !== bytes.length) {
+      throw new Error(`cannot write PID file ${path}`);
+    }
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/**
+ * Worker side: initialisation is complete. Write the PID file if asked, tell the
+ * starter (if there is one) that we are ready, and detach stdio from it.
+ */
+export function announceReady(pidFile: string | undefined): void {
+  if (pidFile !== undefined) writePidFile(pidFile, sys.getpid());
+  const fdText = Deno.env.get(READY_FD_ENV);
+  if (fdText === undefined) return;
+  Deno.env.delete(READY_FD_ENV);
+  const fd = Number(fdText);
+  log.detachFromStderr();
+  detachStdio(log.debugging);
+  if (Number.isInteger(fd) && fd > 2) {
+    const msg = new TextEncoder().encode(READY_MESSAGE);
+    sys.write(fd, msg, msg.length);
+    sys.close(fd);
+  }
+}
+
+/** What descriptor `fd` refers to ("pipe:[123]", "/dev/pts/0"…), or undefined. */
+function descriptorTarget(fd: number): string | undefined {
+  try {
+    return Deno.readLinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Point stdin and stdout (and stderr unless `keepStderr`) at /dev/null. Deno holds
+ * duplicates of the standard streams of its own: they are pointed at /dev/null too,
+ * or whoever reads our output would never see end-of-file.
+ */
+function detachStdio(keepStderr: boolean): void {
+  const streams = keepStderr ? [0, 1] : [0, 1, 2];
+  const targets = new Set(streams.map(descriptorTarget).filter((t) => t !== undefined));
+  const devNull = sys.open("/dev/null", O.RDWR | O.CLOEXEC);
+  const devNullTarget = descriptorTarget(devNull);
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    if (!Number.isInteger(fd) || fd === devNull) continue;
+    const target = descriptorTarget(fd);
+    if (fd <= 2 ? streams.includes(fd) : target !== undefined && targets.has(target)) {
+      if (target !== devNullTarget) sys.dup2(devNull, fd);
+    }
+  }
+  sys.close(devNull);
+}
+
+/**
+ * Close descriptors inherited from whoever started us, except `keep`. Deno's
+ * runtime opens everything of its own close-on-exec; an inherited descriptor
+ * without that flag is someone else's (a pipe of the caller, say) and would be
+ * held open for as long as we run.
+ */
+export function closeInheritedDescriptors(keep: readonly number[]): void {
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    if (!Number.isInteger(fd) || fd <= 2 || keep.includes(fd)) continue;
+    const flags = sys.tryFcntl(fd, 1 /* F_GETFD */);
+    if (flags < 0 || (flags & 1 /* FD_CLOEXEC */) !== 0) continue;
+    // The runtime keeps a /dev/null of its own without the flag: harmless, leave it.
+    if (descriptorTarget(fd) !== "/dev/null") sys.close(fd);
+  }
+}
+
+/** Reap every exited child without blocking; calls `onExit` for each. */
+export function reapChildren(onExit: (pid: number, exitCode: number) => void): void {
+  for (let i = 0; i < 1024; i++) {
+    const { pid, status } = sys.waitpid(-1, WAIT.NOHANG);
+    if (pid <= 0) return;
+    onExit(pid, sys.exitCodeOf(status));
+  }
+}
