@@ -11,7 +11,7 @@
  * its descriptors, announces readiness and runs the loop until a signal ends it.
  */
 import { usage } from "./config/help.ts";
-import { ConfigError, type Mode, type PasstConfig } from "./config/config.ts";
+import { type Config, ConfigError, type Mode, type PasstConfig } from "./config/config.ts";
 import { parseCommandLine } from "./config/options.ts";
 import { EPOLL, SIG } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
@@ -28,13 +28,11 @@ import {
   runBackgroundStarter,
 } from "./process.ts";
 import { openPasstListener, qemuHint, removePasstListener } from "./tap/passt_socket.ts";
+import { runPasta } from "./pasta/pasta.ts";
 import { VERSION } from "./version.ts";
 
-/**
- * Options that have an effect in this version (long names). Everything else the
- * parser accepts is refused with "not supported yet" until its feature lands.
- */
-export const SUPPORTED_OPTIONS: ReadonlySet<string> = new Set([
+/** Options with an effect in both modes (long names). */
+const COMMON_SUPPORTED = [
   "debug",
   "trace",
   "quiet",
@@ -45,8 +43,72 @@ export const SUPPORTED_OPTIONS: ReadonlySet<string> = new Set([
   "pid",
   "help",
   "version",
-  "socket",
-]);
+];
+
+/**
+ * Options that have an effect in this version, per mode (long names). Everything
+ * else the parser accepts is refused with "not supported yet" until its feature
+ * lands, instead of being accepted and ignored.
+ */
+export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
+  passt: new Set([...COMMON_SUPPORTED, "socket"]),
+  pasta: new Set([
+    ...COMMON_SUPPORTED,
+    "mtu",
+    "address",
+    "netmask",
+    "mac-addr",
+    "gateway",
+    "interface",
+    "outbound-if4",
+    "outbound-if6",
+    "dns",
+    "search",
+    "dhcp-dns",
+    "dhcp-search",
+    "no-tcp",
+    "no-udp",
+    "no-dhcp",
+    "no-ndp",
+    "no-dhcpv6",
+    "no-ra",
+    "no-map-gw",
+    "ipv4-only",
+    "ipv6-only",
+    "ns-ifname",
+    "userns",
+    "netns",
+    "netns-only",
+    "no-netns-quit",
+    "config-net",
+    "no-copy-routes",
+    "no-copy-addrs",
+    "ns-mac-addr",
+  ]),
+};
+
+/** Port forwarding options: accepted only as "none" until forwarding lands. */
+const PORT_OPTIONS = ["tcp-ports", "udp-ports", "tcp-ns", "udp-ns"] as const;
+
+/** The first option of `config` without an effect yet, or undefined. */
+function unsupportedOption(config: Config): string | undefined {
+  for (const name of config.given) {
+    if (SUPPORTED_OPTIONS[config.mode].has(name)) continue;
+    if (config.mode === "pasta" && (PORT_OPTIONS as readonly string[]).includes(name)) {
+      const table = name === "tcp-ports"
+        ? config.tcpIn
+        : name === "udp-ports"
+        ? config.udpIn
+        : name === "tcp-ns"
+        ? config.tcpOut
+        : config.udpOut;
+      if (table.mode === "none") continue;
+      return `${name} (port forwarding other than 'none')`;
+    }
+    return name;
+  }
+  return undefined;
+}
 
 const encoder = new TextEncoder();
 
@@ -77,14 +139,9 @@ export function main(mode: Mode, args: readonly string[]): number {
   }
   const config = parsed.config;
 
-  for (const name of config.given) {
-    if (!SUPPORTED_OPTIONS.has(name)) {
-      printTo(2, `${mode}: --${name}: not supported yet`);
-      return 1;
-    }
-  }
-  if (config.mode === "pasta") {
-    printTo(2, "pasta: creating or joining network namespaces is not supported yet");
+  const unsupported = unsupportedOption(config);
+  if (unsupported !== undefined) {
+    printTo(2, `${mode}: --${unsupported}: not supported yet`);
     return 1;
   }
 
@@ -104,6 +161,7 @@ export function main(mode: Mode, args: readonly string[]): number {
 
   const keep = [readyDescriptor(), config.mode === "passt" ? config.fd : undefined];
   closeInheritedDescriptors(keep.filter((fd) => fd !== undefined));
+  if (config.mode === "pasta") return runPasta(config);
   if (!config.foreground && !isBackgroundWorker()) return runBackgroundStarter();
   ensureLoopSignalsBlocked();
   return runPasst(config);

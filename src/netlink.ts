@@ -797,14 +797,17 @@ export interface NetlinkHandle {
 }
 
 /**
- * Open an rtnetlink socket in the calling thread's current network namespace.
- * `timeoutMs` bounds the wait for each reply datagram. Throws `SysError` on failure.
+ * Open an rtnetlink socket in the calling thread's current network namespace, or
+ * set up `socketFd`, an rtnetlink socket created elsewhere (in another network
+ * namespace, which it then talks to). `timeoutMs` bounds the wait for each reply
+ * datagram. Throws `SysError` on failure.
  */
-export function openNetlink(timeoutMs = DEFAULT_TIMEOUT_MS): NetlinkHandle {
+export function openNetlink(timeoutMs = DEFAULT_TIMEOUT_MS, socketFd?: number): NetlinkHandle {
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
     throw new RangeError(`openNetlink: timeout must be a positive number of ms, not ${timeoutMs}`);
   }
-  const fd = socket(AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE);
+  // A socket made elsewhere (in another network namespace) talks to that namespace.
+  const fd = socketFd ?? socket(AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE);
   try {
     const timeval = new Uint8Array(16);
     const tv = new DataView(timeval.buffer);

@@ -80,30 +80,25 @@ export function readyDescriptor(): number | undefined {
 }
 
 /**
- * Starter side of going to the background: spawn the worker (the same command
- * line) in a new session with the loop signals blocked, wait until it reports
- * ready, and return the exit status the starter should exit with: 0 once the
- * worker is ready, the worker's own status if it exits before.
+ * Starter side of going to the background: start the worker (the same command
+ * line, by default with posix_spawn in a new session) with the loop signals
+ * blocked, wait until it reports ready, and return the exit status the starter
+ * should exit with: 0 once the worker is ready, the worker's own status if it
+ * exits before. `spawnWorker` may start it differently (say, in another user
+ * namespace): it receives the environment to pass and returns the worker's PID.
  */
-export function runBackgroundStarter(): number {
+export function runBackgroundStarter(spawnWorker?: (env: string[]) => number): number {
   blockLoopSignals();
   const [readEnd, writeEnd] = sys.pipe2(O.CLOEXEC);
   // The worker's copy of the write end must survive exec: a duplicate without CLOEXEC.
   const inherited = sys.fcntl(writeEnd, 0, /* F_DUPFD */ 3);
-  const devNull = sys.open("/dev/null", O.RDONLY | O.CLOEXEC);
   let pid: number;
   try {
-    const self = selfCommand();
-    pid = sys.posixSpawn(
-      self.path,
-      self.argv,
-      sys.environment({ [READY_FD_ENV]: String(inherited) }),
-      { dup2: [[devNull, 0]], setsid: true },
-    );
+    const env = sys.environment({ [READY_FD_ENV]: String(inherited) });
+    pid = spawnWorker === undefined ? spawnSelfDetached(env) : spawnWorker(env);
   } finally {
     sys.close(inherited);
     sys.close(writeEnd);
-    sys.close(devNull);
   }
   // While waiting, let the user interrupt the starter itself.
   sys.sigprocmask(SIG_HOW.UNBLOCK, [SIG.INT, SIG.TERM, SIG.HUP]);
@@ -124,6 +119,17 @@ export function runBackgroundStarter(): number {
     if (reaped !== -sys.Errno.EINTR) break;
   }
   return 1;
+}
+
+/** posix_spawn this program again in a new session, stdin on /dev/null. */
+function spawnSelfDetached(env: string[]): number {
+  const devNull = sys.open("/dev/null", O.RDONLY | O.CLOEXEC);
+  try {
+    const self = selfCommand();
+    return sys.posixSpawn(self.path, self.argv, env, { dup2: [[devNull, 0]], setsid: true });
+  } finally {
+    sys.close(devNull);
+  }
 }
 
 /** Write `pid` and a newline to `path` (the -P/--pid option). Throws if it can't. */

@@ -1,0 +1,141 @@
+/**
+ * Inside the target network namespace: loopback up, the tap device, and what
+ * --config-net sets up.
+ *
+ * Theory of operation: everything here goes through the namespace thread
+ * (ns_thread.ts), which creates the tap device and an rtnetlink socket inside the
+ * namespace; the rtnetlink conversation itself then runs on the main thread over
+ * that socket. With --config-net the tap gets the MTU, the MAC (--ns-mac-addr),
+ * comes up, and receives the host interface's addresses (or only the assigned
+ * one) and its routes with the output device translated (or only the default
+ * route). Addresses are added without a prefix route when routes are copied, so
+ * that copying the host's own prefix route does not collide with the kernel's;
+ * routes without a gateway go first, so gateways are reachable when their routes
+ * are added. IPv6 addresses skip duplicate address detection: the only other
+ * node on the link is us.
+ */
+import type { PastaConfig } from "../config/config.ts";
+import { formatIp } from "../config/addr.ts";
+import type { FamilyPlan, NetworkPlan } from "../config/network.ts";
+import { AF, SOCK } from "../ffi/layout.ts";
+import {
+  addAddress,
+  addRoute,
+  closeNetlink,
+  dumpLinks,
+  NETLINK_ROUTE,
+  type NetlinkHandle,
+  openNetlink,
+  type RouteSpec,
+  routeSpecFor,
+  setLinkMac,
+  setLinkMtu,
+  setLinkUp,
+} from "../netlink.ts";
+import { log } from "../log.ts";
+import type { NsThread } from "./ns_thread.ts";
+
+/** The tap device in the namespace. */
+export interface NamespaceTap {
+  /** Descriptor (nonblocking) of the tap device. */
+  readonly fd: number;
+  /** Its interface name in the namespace. */
+  readonly ifname: string;
+  /** Its interface index in the namespace. */
+  readonly ifindex: number;
+}
+
+/** The default MTU of the tap device when --config-net sets it up (bytes). */
+export const TAP_MTU_DEFAULT = 65520;
+
+/** Open an rtnetlink handle talking to the namespace of `ns`. */
+export function namespaceNetlink(ns: NsThread): NetlinkHandle {
+  const fd = ns.socket(AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) throw new Error(`cannot open rtnetlink in the namespace (errno ${-fd})`);
+  return openNetlink(undefined, fd);
+}
+
+/**
+ * Bring `lo` up, create the tap device, and with --config-net configure it.
+ * Throws an Error naming what failed.
+ */
+export function setUpNamespace(
+  ns: NsThread,
+  config: PastaConfig,
+  plan: NetworkPlan,
+): NamespaceTap {
+  const nl = namespaceNetlink(ns);
+  try {
+    const loopback = dumpLinks(nl).find((l) => l.name === "lo");
+    if (loopback !== undefined) setLinkUp(nl, loopback.index);
+
+    const wanted = config.nsIfname ?? plan.ip4?.hostIfname ?? plan.ip6?.hostIfname ?? "tap0";
+    const tap = ns.openTap(wanted);
+    const link = dumpLinks(nl).find((l) => l.name === tap.name);
+    if (link === undefined) throw new Error(`tap device ${tap.name} vanished`);
+    const ifindex = link.index;
+
+    if (config.nsMacAddr !== undefined) setLinkMac(nl, ifindex, config.nsMacAddr);
+    if (config.configNet) {
+      setLinkMtu(nl, ifindex, config.mtu === 0 ? TAP_MTU_DEFAULT : config.mtu);
+      setLinkUp(nl, ifindex);
+      if (plan.ip4 !== undefined) {
+        configureFamily(nl, ifindex, plan.ip4, config.noCopyAddrs4, config.noCopyRoutes4, false);
+      }
+      if (plan.ip6 !== undefined) {
+        configureFamily(nl, ifindex, plan.ip6, config.noCopyAddrs6, config.noCopyRoutes6, true);
+      }
+    }
+    return { fd: tap.fd, ifname: tap.name, ifindex };
+  } finally {
+    closeNetlink(nl);
+  }
+}
+
+function configureFamily(
+  nl: NetlinkHandle,
+  ifindex: number,
+  family: FamilyPlan,
+  singleAddress: boolean,
+  defaultRouteOnly: boolean,
+  v6: boolean,
+): void {
+  const addresses = singleAddress || family.hostAddresses.length === 0
+    ? [{ address: family.address, prefixLength: family.prefixLength }]
+    : family.hostAddresses;
+  const copyRoutes = !defaultRouteOnly && family.hostRoutes.length > 0;
+  for (const a of addresses) {
+    // A /128 or /32 has no prefix route to collide with; others let copied routes in.
+    addAddress(nl, ifindex, a.address, a.prefixLength, { noPrefixRoute: copyRoutes, noDad: v6 });
+  }
+  const routes: RouteSpec[] = [];
+  if (copyRoutes) {
+    for (const r of family.hostRoutes) {
+      if (v6 && (r.dst[0] === 0xfe && (r.dst[1]! & 0xc0) === 0x80)) continue; // fe80::/64: kernel's
+      if (v6 && r.dst[0] === 0xff) continue; // multicast
+      routes.push(routeSpecFor(r, ifindex));
+    }
+    routes.sort((a, b) => Number(a.gateway !== undefined) - Number(b.gateway !== undefined));
+  } else if (family.gateway !== undefined) {
+    routes.push({
+      family: v6 ? AF.INET6 : AF.INET,
+      gateway: family.gateway,
+      ifindex,
+      onLink: !v6,
+    });
+  }
+  for (const r of routes) {
+    try {
+      addRoute(nl, r);
+    } catch (e) {
+      // One host route that makes no sense here (say, through an address we do
+      // not have) must not leave the namespace without the others.
+      log.warn(`--config-net: route not copied: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+  if (log.debugging) {
+    log.debug(
+      `--config-net: ${addresses.map((a) => `${formatIp(a.address)}/${a.prefixLength}`).join(" ")}`,
+    );
+  }
+}

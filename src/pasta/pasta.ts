@@ -1,0 +1,408 @@
+/**
+ * pasta: which processes do what, and the worker's life.
+ *
+ * Theory of operation. The process that serves the namespace (the "worker")
+ * must hold CAP_SYS_ADMIN over the target network namespace, so that its
+ * namespace thread may setns() into it. Deno cannot change its own user
+ * namespace, so when that takes a user namespace the worker is started in it:
+ * - Spawning a command (`pasta [CMD…]`): the user's process (the "starter")
+ *   clones the worker into a new user namespace, maps the caller to root there,
+ *   and waits for it, passing its exit status on. The worker clones the command
+ *   into a new network and UTS namespace, held until the namespace is ready (tap,
+ *   --config-net), and lives until the command exits, with its status.
+ * - Joining (`pasta PID`, `--netns`): when the caller is root in the initial
+ *   user namespace, or already in the namespace's owning user namespace (how
+ *   Podman runs us), the worker needs no other user namespace. Otherwise the
+ *   starter clones the worker with a setns() into the target user namespace
+ *   (--userns, or the PID's), done by the single-threaded clone entry.
+ *   The worker goes to the background unless -f, and ends when the namespace
+ *   goes away (the PID exits, the --netns file is removed) unless
+ *   --no-netns-quit.
+ * The worker's main thread stays in the initial network namespace for good; the
+ * namespace side is reached through the namespace thread.
+ */
+import type { PastaConfig } from "../config/config.ts";
+import { type NetworkPlan, planNetwork } from "../config/network.ts";
+import { discoverHost, formatStartupSummary } from "../config/host.ts";
+import { readResolvConf } from "../config/resolv.ts";
+import { CLONE, EPOLL, O, SIG, WAIT } from "../ffi/layout.ts";
+import { spawnProcess, writeIdMaps } from "../ffi/spawn.ts";
+import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
+import { EventLoop } from "../loop.ts";
+import {
+  announceReady,
+  blockLoopSignals,
+  ensureLoopSignalsBlocked,
+  isBackgroundWorker,
+  LOOP_SIGNALS,
+  runBackgroundStarter,
+  selfCommand,
+} from "../process.ts";
+import { ndpRouterAdvertisement } from "../protocols/ndp.ts";
+import { type GuestState, Ingress } from "../tap/ingress.ts";
+import { TapDevice } from "../tap/tap.ts";
+import { setUpNamespace } from "./namespace.ts";
+import { NsThread } from "./ns_thread.ts";
+
+/** Environment variable telling a re-executed pasta which worker it is (internal). */
+const WORKER_ENV = "PASTA_TS_WORKER";
+/** How often the worker checks that the target namespace still exists (ms). */
+const NETNS_CHECK_MS = 1000;
+/** How often unsolicited router advertisements go out (ms). */
+const RA_INTERVAL_MS = 60_000;
+
+/** Run pasta with `config`; returns the exit status. */
+export function runPasta(config: PastaConfig): number {
+  const role = Deno.env.get(WORKER_ENV);
+  if (role !== undefined) {
+    Deno.env.delete(WORKER_ENV);
+    return role === "spawn" ? runSpawnWorker(config) : runJoinWorker(config);
+  }
+  if (config.target.kind === "spawn") return startSpawnWorker();
+
+  const usernsPath = userNamespaceToJoin(config);
+  if (usernsPath === undefined) {
+    if (!config.foreground && !isBackgroundWorker()) return runBackgroundStarter();
+    ensureLoopSignalsBlocked();
+    return runJoinWorker(config);
+  }
+  return startJoinWorkerInUserns(config, usernsPath);
+}
+
+// --- starters -------------------------------------------------------------------------
+
+/** Wait for `pid` (blocking, bounded only by the child) and return its exit status. */
+function waitForExit(pid: number): number {
+  for (;;) {
+    const { pid: reaped, status } = sys.waitpid(pid, 0);
+    if (reaped === pid) return sys.exitCodeOf(status);
+    if (reaped !== -sys.Errno.EINTR) return 1;
+  }
+}
+
+/** The starter for `pasta [COMMAND]`: a worker in a new user namespace, then wait. */
+function startSpawnWorker(): number {
+  blockLoopSignals();
+  const self = selfCommand();
+  const { euid, egid } = sys.ids();
+  let child;
+  try {
+    child = spawnProcess({
+      path: self.path,
+      argv: self.argv,
+      env: sys.environment({ [WORKER_ENV]: "spawn" }),
+      cloneFlags: CLONE.NEWUSER,
+      waitForParent: true,
+      resetSignalMask: false,
+    });
+  } catch (e) {
+    log.err(`cannot create a user namespace: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+  try {
+    writeIdMaps(child.pid, { uid: euid, gid: egid });
+    child.release();
+    child.awaitExec();
+  } catch (e) {
+    log.err(`cannot start in a new user namespace: ${e instanceof Error ? e.message : e}`);
+    child.close();
+    return 1;
+  }
+  return waitForExit(child.pid);
+}
+
+/** The inode of a namespace file, or undefined. */
+function nsInode(path: string): number | undefined {
+  try {
+    return Deno.statSync(path).ino ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The user namespace the worker must join to act on the target network
+ * namespace, or undefined when it can act from where it is.
+ */
+function userNamespaceToJoin(config: PastaConfig): string | undefined {
+  if (config.netnsOnly) return undefined;
+  const target = config.target;
+  const path = config.userns ?? (target.kind === "pid" ? `/proc/${target.pid}/ns/user` : undefined);
+  if (path === undefined) return undefined;
+  const ours = nsInode("/proc/self/ns/user");
+  if (ours !== undefined && ours === nsInode(path)) return undefined;
+  // Root in the initial user namespace has every capability over the others.
+  if (sys.ids().euid === 0 && ours === nsInode("/proc/1/ns/user")) return undefined;
+  return path;
+}
+
+/** Start the join worker inside the user namespace at `usernsPath`. */
+function startJoinWorkerInUserns(config: PastaConfig, usernsPath: string): number {
+  let usernsFd: number;
+  try {
+    usernsFd = sys.open(usernsPath, O.RDONLY | O.CLOEXEC);
+  } catch (e) {
+    log.err(`--userns: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+  const spawnIn = (env: string[]): number => {
+    const self = selfCommand();
+    const child = spawnProcess({
+      path: self.path,
+      argv: self.argv,
+      env: [...env, `${WORKER_ENV}=join`],
+      setns: [{ fd: usernsFd, nstype: CLONE.NEWUSER }],
+      setsid: !config.foreground,
+      resetSignalMask: false,
+    });
+    child.awaitExec();
+    return child.pid;
+  };
+  try {
+    if (!config.foreground) return runBackgroundStarter(spawnIn);
+    blockLoopSignals();
+    return waitForExit(spawnIn(sys.environment()));
+  } catch (e) {
+    log.err(`cannot join the user namespace ${usernsPath}: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  } finally {
+    sys.close(usernsFd);
+  }
+}
+
+// --- workers ----------------------------------------------------------------------------
+
+/** Everything the worker sets up before its loop runs. */
+interface Worker {
+  loop: EventLoop;
+  ns: NsThread;
+  tap: TapDevice;
+  ingress: Ingress;
+}
+
+/** Resolve the host's configuration; logs and returns undefined on failure. */
+function plan(config: PastaConfig): NetworkPlan | undefined {
+  try {
+    const host = discoverHost({
+      ...(config.interfaceName ?? config.ip4.outboundIf) === undefined
+        ? {}
+        : { ifname4: (config.interfaceName ?? config.ip4.outboundIf)! },
+      ...(config.interfaceName ?? config.ip6.outboundIf) === undefined
+        ? {}
+        : { ifname6: (config.interfaceName ?? config.ip6.outboundIf)! },
+      ipv4Only: config.ipv4Only,
+      ipv6Only: config.ipv6Only,
+    });
+    return planNetwork(config, host, readResolvConf());
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    return undefined;
+  }
+}
+
+/** Set up the namespace side and the loop around the tap device. */
+function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string): Worker {
+  const netnsFd = sys.open(netnsPath, O.RDONLY | O.CLOEXEC);
+  let ns: NsThread;
+  try {
+    ns = new NsThread(netnsFd);
+  } finally {
+    sys.close(netnsFd);
+  }
+  const nsTap = setUpNamespace(ns, config, plan);
+  const tap = new TapDevice(nsTap.fd);
+  const guest: GuestState = {
+    mac: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+    addr4: plan.ip4?.address.slice() ?? new Uint8Array(4),
+    addr6: plan.ip6?.address.slice() ?? new Uint8Array(16),
+    addr6LinkLocal: new Uint8Array(16),
+    seen: false,
+  };
+  const ingress = new Ingress(plan, guest, tap);
+  const loop = new EventLoop();
+  loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
+  const handleFrame = ingress.handle.bind(ingress);
+  const tapKind = loop.defineKind("tap", () => {
+    if (!tap.readFrames(handleFrame)) {
+      log.err("the tap device went away");
+      loop.stop(1);
+    }
+  });
+  const r = loop.add(tap.fd, tapKind, 0, EPOLL.IN);
+  if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
+  loop.addEndOfTurn(() => tap.flush());
+
+  const ndp = ingress.ndpParams;
+  if (ndp !== undefined && ndp.raEnabled) {
+    const sendRa = () => {
+      const out = tap.next();
+      const length = ndpRouterAdvertisement(ndp, out);
+      if (length > 0) tap.queue(length);
+    };
+    sendRa();
+    loop.addTimer("router-advertisement", RA_INTERVAL_MS, sendRa);
+  }
+
+  for (
+    const line of formatStartupSummary({
+      ...(plan.ip4 === undefined ? {} : { outboundIf4: plan.ip4.hostIfname }),
+      ...(plan.ip6 === undefined ? {} : { outboundIf6: plan.ip6.hostIfname }),
+      namespaceIf: nsTap.ifname,
+      arpAddress: plan.ourMac,
+      ...(plan.ip4 === undefined || !plan.dhcp ? {} : {
+        dhcp: {
+          assign: plan.ip4.address,
+          prefixLength: plan.ip4.prefixLength,
+          ...(plan.ip4.gateway === undefined ? {} : { router: plan.ip4.gateway }),
+          ...(config.dhcpDns ? { dns: plan.ip4.dns } : {}),
+          ...(config.dhcpSearch ? { search: plan.search } : {}),
+        },
+      }),
+      ...(plan.ip6 === undefined ? {} : {
+        ndp: {
+          assign: plan.ip6.address,
+          router: plan.ip6.ourLinkLocal,
+          ...(config.dhcpDns ? { dns: plan.ip6.dns } : {}),
+          ...(config.dhcpSearch ? { search: plan.search } : {}),
+        },
+      }),
+    })
+  ) log.info(line);
+  return { loop, ns, tap, ingress };
+}
+
+function stopWorker(w: Worker): void {
+  w.tap.flush();
+  w.loop.close();
+  w.ns.close();
+  sys.close(w.tap.fd);
+}
+
+/** The command to run: COMMAND as given (resolved on PATH), or the user's shell. */
+function commandLine(config: PastaConfig): { path: string; argv: string[] } | undefined {
+  const target = config.target;
+  const argv = target.kind === "spawn" && target.command.length > 0
+    ? [...target.command]
+    : [Deno.env.get("SHELL") ?? "/bin/sh"];
+  const name = argv[0]!;
+  if (name.includes("/")) return { path: name, argv };
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
+    const path = `${dir || "."}/${name}`;
+    try {
+      const st = Deno.statSync(path);
+      if (st.isFile && ((st.mode ?? 0) & 0o111) !== 0) return { path, argv };
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** The worker that spawned a command in a new network namespace: lives as long as it. */
+function runSpawnWorker(config: PastaConfig): number {
+  const network = plan(config);
+  if (network === undefined) return 1;
+  const command = commandLine(config);
+  if (command === undefined) {
+    log.err(
+      `${config.target.kind === "spawn" ? config.target.command[0] : "shell"}: command not found`,
+    );
+    return 127;
+  }
+  let child;
+  try {
+    child = spawnProcess({
+      path: command.path,
+      argv: command.argv,
+      env: sys.environment(),
+      cloneFlags: CLONE.NEWNET | CLONE.NEWUTS,
+      waitForParent: true,
+    });
+  } catch (e) {
+    log.err(`cannot create a network namespace: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+  let worker: Worker;
+  try {
+    worker = startWorker(config, network, `/proc/${child.pid}/ns/net`);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    child.close();
+    return 1;
+  }
+  const commandPid = child.pid;
+  worker.loop.addSignals(LOOP_SIGNALS, (info) => {
+    if (info.signo === SIG.CHLD) {
+      for (let i = 0; i < 64; i++) {
+        const { pid, status } = sys.waitpid(-1, WAIT.NOHANG);
+        if (pid <= 0) break;
+        if (pid === commandPid) worker.loop.stop(sys.exitCodeOf(status));
+      }
+    } else if (info.signo === SIG.TERM || info.signo === SIG.HUP) {
+      // Ending us would strand the command without a network: end it first.
+      sys.kill(commandPid, info.signo);
+    }
+    // SIGINT comes from the terminal, to the command as well: the command decides.
+  });
+  try {
+    child.release();
+    child.awaitExec();
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    stopWorker(worker);
+    return 127;
+  }
+  const status = worker.loop.run();
+  stopWorker(worker);
+  return status;
+}
+
+/** The worker attached to an existing namespace (PID or --netns). */
+function runJoinWorker(config: PastaConfig): number {
+  const target = config.target;
+  const netnsPath = target.kind === "pid"
+    ? `/proc/${target.pid}/ns/net`
+    : target.kind === "netns"
+    ? target.path
+    : undefined;
+  if (netnsPath === undefined) return 1;
+  const network = plan(config);
+  if (network === undefined) return 1;
+  let worker: Worker;
+  try {
+    worker = startWorker(config, network, netnsPath);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    return 1;
+  }
+  worker.loop.addSignals(LOOP_SIGNALS, (info) => {
+    if (info.signo === SIG.CHLD) {
+      for (let i = 0; i < 64 && sys.waitpid(-1, WAIT.NOHANG).pid > 0; i++);
+    } else if (info.signo !== SIG.HUP) {
+      log.info(`terminating on signal ${info.signo}`);
+      worker.loop.stop(0);
+    }
+  });
+  if (!config.noNetnsQuit) {
+    const watched = target.kind === "pid" ? `/proc/${target.pid}` : netnsPath;
+    worker.loop.addTimer("netns-watch", NETNS_CHECK_MS, () => {
+      try {
+        Deno.statSync(watched);
+      } catch {
+        log.info(`${watched} is gone: terminating`);
+        worker.loop.stop(0);
+      }
+    });
+  }
+  try {
+    announceReady(config.pidFile);
+  } catch (e) {
+    log.err(`--pid: ${e instanceof Error ? e.message : e}`);
+    stopWorker(worker);
+    return 1;
+  }
+  const status = worker.loop.run();
+  stopWorker(worker);
+  return status;
+}

@@ -1,0 +1,281 @@
+/**
+ * Frames from the guest or namespace: learn who the guest is, then hand each
+ * frame to the service that owns it.
+ *
+ * Theory of operation: every frame read from the tap side comes through
+ * `handle`, as one PacketView re-pointed per frame. The Ethernet type and, for
+ * IP, the protocol and ports pick the service: ARP; DHCP (UDP to port 67); NDP
+ * (ICMPv6 133–137); DHCPv6 (UDP to port 547); ICMP/ICMPv6 echo; TCP and UDP
+ * (translation to host sockets: a later stage). Services write replies straight
+ * into the tap's output arena. On the way, the guest's MAC address and its
+ * IPv4, IPv6 global and IPv6 link-local source addresses are learned: replies and
+ * traffic from the host go to the addresses the guest actually uses.
+ * Whatever nobody handles is dropped and counted, never thrown.
+ */
+import type { NetworkPlan } from "../config/network.ts";
+import { type ArpParams, arpReply } from "../protocols/arp.ts";
+import { type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
+import { type Dhcpv6Params, dhcpv6Reply, isDhcpv6Frame } from "../protocols/dhcpv6.ts";
+import {
+  ETH_HLEN,
+  ETH_P_ARP,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  ETH_SRC,
+  ethType,
+} from "../protocols/ethernet.ts";
+import {
+  IP4_PROTO,
+  IP4_SRC,
+  IP6_NXT,
+  IP6_SRC,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  ipv4HeaderLength,
+  ipv6PayloadEnd,
+} from "../protocols/ip.ts";
+import { isNdpFrame, type NdpParams, ndpReply } from "../protocols/ndp.ts";
+import type { PacketView } from "../protocols/packet.ts";
+import type { TapDevice } from "./tap.ts";
+
+/** What we know about the guest; updated as frames arrive. */
+export interface GuestState {
+  /** The guest's MAC address (broadcast until a frame arrives). */
+  readonly mac: Uint8Array;
+  /** Last IPv4 source address seen, or the assigned one. */
+  readonly addr4: Uint8Array;
+  /** Last global IPv6 source address seen, or the assigned one. */
+  readonly addr6: Uint8Array;
+  /** Last link-local IPv6 source address seen (all zero: none yet). */
+  readonly addr6LinkLocal: Uint8Array;
+  /** Whether a frame from the guest has been seen. */
+  seen: boolean;
+}
+
+/** An echo handler (ICMP or ICMPv6), see protocols/icmp.ts. */
+export interface EchoHandler {
+  /** An IPv4 ICMP packet at `ipOffset` with the given header and payload lengths. */
+  fromTap4(pkt: PacketView, ipOffset: number, ipHeaderLength: number, payloadLength: number): void;
+  /** An IPv6 ICMPv6 packet at `ipOffset` (payload after the 40-byte header). */
+  fromTap6(pkt: PacketView, ipOffset: number, payloadLength: number): void;
+}
+
+/** Frames handled or dropped, by reason. */
+export interface IngressStats {
+  arp: number;
+  dhcp: number;
+  ndp: number;
+  dhcpv6: number;
+  icmp: number;
+  tcp: number;
+  udp: number;
+  dropped: number;
+}
+
+const IP6_HLEN = 40;
+const ICMPV6_TYPE = ETH_HLEN + IP6_HLEN;
+const ICMPV6_ECHO_REQUEST = 128;
+
+/** Dispatch of guest frames to the services. */
+export class Ingress {
+  readonly #tap: TapDevice;
+  readonly #guest: GuestState;
+  readonly #arp: ArpParams | undefined;
+  readonly #dhcp: DhcpParams | undefined;
+  readonly #ndp: NdpParams | undefined;
+  readonly #dhcpv6: Dhcpv6Params | undefined;
+  readonly #ip6: boolean;
+  #echo: EchoHandler | undefined;
+  /** Counters. */
+  readonly stats: IngressStats = {
+    arp: 0,
+    dhcp: 0,
+    ndp: 0,
+    dhcpv6: 0,
+    icmp: 0,
+    tcp: 0,
+    udp: 0,
+    dropped: 0,
+  };
+
+  constructor(plan: NetworkPlan, guest: GuestState, tap: TapDevice) {
+    this.#tap = tap;
+    this.#guest = guest;
+    const ip4 = plan.ip4;
+    const ip6 = plan.ip6;
+    this.#ip6 = ip6 !== undefined;
+    if (ip4 !== undefined) {
+      this.#arp = { ourMac: plan.ourMac, guestAddr: ip4.address };
+      if (plan.dhcp && ip4.gateway !== undefined) {
+        this.#dhcp = {
+          ourMac: plan.ourMac,
+          serverAddr: ip4.gateway,
+          guestAddr: ip4.address,
+          prefixLength: ip4.prefixLength,
+          router: ip4.gateway,
+          dns: ip4.dns,
+          search: plan.search,
+          mtu: plan.mtu,
+          leaseTimeSeconds: 3600,
+        };
+      }
+    }
+    if (ip6 !== undefined) {
+      if (plan.ndp) {
+        this.#ndp = {
+          ourMac: plan.ourMac,
+          ourLinkLocal: ip6.ourLinkLocal,
+          guestAddr: ip6.address,
+          raEnabled: plan.ra,
+          managed: plan.dhcpv6,
+          otherConfig: plan.dhcpv6,
+          mtu: plan.mtu,
+          dns: ip6.dns,
+          search: plan.search,
+          routerLifetimeSeconds: 65535,
+          validLifetimeSeconds: 0xffffffff,
+          preferredLifetimeSeconds: 0xffffffff,
+          dnsLifetimeSeconds: 0xffffffff,
+        };
+      }
+      if (plan.dhcpv6) {
+        this.#dhcpv6 = {
+          ourMac: plan.ourMac,
+          ourLinkLocal: ip6.ourLinkLocal,
+          guestAddr: ip6.address,
+          dns: ip6.dns,
+          search: plan.search,
+          validLifetimeSeconds: 0xffffffff,
+          preferredLifetimeSeconds: 0xffffffff,
+        };
+      }
+    }
+  }
+
+  /** The NDP parameters (for periodic router advertisements), if NDP is on. */
+  get ndpParams(): NdpParams | undefined {
+    return this.#ndp;
+  }
+
+  /** Hand ICMP/ICMPv6 echo requests to `echo` (undefined: drop them, as --no-icmp). */
+  setEcho(echo: EchoHandler | undefined): void {
+    this.#echo = echo;
+  }
+
+  /** Handle one frame from the guest. Never throws for anything in the frame. */
+  handle(pkt: PacketView): void {
+    const type = ethType(pkt);
+    if (type < 0) {
+      this.stats.dropped++;
+      return;
+    }
+    this.#learnMac(pkt);
+    if (type === ETH_P_ARP) this.#handleArp(pkt);
+    else if (type === ETH_P_IP) this.#handleIp4(pkt);
+    else if (type === ETH_P_IPV6) this.#handleIp6(pkt);
+    else this.stats.dropped++;
+  }
+
+  #learnMac(pkt: PacketView): void {
+    const first = pkt.u8(ETH_SRC);
+    if (first < 0 || (first & 1) !== 0) return; // group address: not a station
+    const mac = this.#guest.mac;
+    for (let i = 0; i < 6; i++) mac[i] = pkt.u8(ETH_SRC + i);
+    this.#guest.seen = true;
+  }
+
+  #reply(length: number): void {
+    if (length > 0) this.#tap.queue(length);
+  }
+
+  #handleArp(pkt: PacketView): void {
+    if (this.#arp === undefined) {
+      this.stats.dropped++;
+      return;
+    }
+    this.stats.arp++;
+    this.#reply(arpReply(pkt, this.#arp, this.#tap.next()));
+  }
+
+  #handleIp4(pkt: PacketView): void {
+    const ihl = ipv4HeaderLength(pkt, ETH_HLEN);
+    if (ihl < 0 || this.#arp === undefined) {
+      this.stats.dropped++;
+      return;
+    }
+    const proto = pkt.u8(ETH_HLEN + IP4_PROTO);
+    if (pkt.u8(ETH_HLEN + IP4_SRC) !== 0) {
+      const addr = this.#guest.addr4;
+      for (let i = 0; i < 4; i++) addr[i] = pkt.u8(ETH_HLEN + IP4_SRC + i);
+    }
+    const total = pkt.u16(ETH_HLEN + 2);
+    switch (proto) {
+      case IPPROTO_UDP:
+        if (this.#dhcp !== undefined && isDhcpFrame(pkt)) {
+          this.stats.dhcp++;
+          this.#reply(dhcpReply(pkt, this.#dhcp, this.#tap.next()));
+          return;
+        }
+        this.stats.udp++;
+        return;
+      case IPPROTO_ICMP:
+        if (this.#echo === undefined) break;
+        this.stats.icmp++;
+        this.#echo.fromTap4(pkt, ETH_HLEN, ihl, total - ihl);
+        return;
+      case IPPROTO_TCP:
+        this.stats.tcp++;
+        return;
+    }
+    this.stats.dropped++;
+  }
+
+  #handleIp6(pkt: PacketView): void {
+    const end = ipv6PayloadEnd(pkt, ETH_HLEN);
+    if (end < 0 || !this.#ip6) {
+      this.stats.dropped++;
+      return;
+    }
+    this.#learnAddr6(pkt);
+    const next = pkt.u8(ETH_HLEN + IP6_NXT);
+    const payloadLength = end - (ETH_HLEN + IP6_HLEN);
+    if (next === IPPROTO_ICMPV6) {
+      if (this.#ndp !== undefined && isNdpFrame(pkt)) {
+        this.stats.ndp++;
+        this.#reply(ndpReply(pkt, this.#ndp, this.#tap.next()));
+        return;
+      }
+      if (pkt.u8(ICMPV6_TYPE) === ICMPV6_ECHO_REQUEST && this.#echo !== undefined) {
+        this.stats.icmp++;
+        this.#echo.fromTap6(pkt, ETH_HLEN, payloadLength);
+        return;
+      }
+    } else if (next === IPPROTO_UDP) {
+      if (this.#dhcpv6 !== undefined && isDhcpv6Frame(pkt)) {
+        this.stats.dhcpv6++;
+        this.#reply(dhcpv6Reply(pkt, this.#dhcpv6, this.#tap.next()));
+        return;
+      }
+      this.stats.udp++;
+      return;
+    } else if (next === IPPROTO_TCP) {
+      this.stats.tcp++;
+      return;
+    }
+    this.stats.dropped++;
+  }
+
+  #learnAddr6(pkt: PacketView): void {
+    const first = pkt.u8(ETH_HLEN + IP6_SRC);
+    const second = pkt.u8(ETH_HLEN + IP6_SRC + 1);
+    if (first < 0) return;
+    let zero = first === 0;
+    for (let i = 1; zero && i < 16; i++) zero = pkt.u8(ETH_HLEN + IP6_SRC + i) === 0;
+    if (zero || first === 0xff) return; // unspecified (DAD) or multicast
+    const linkLocal = first === 0xfe && (second & 0xc0) === 0x80;
+    const addr = linkLocal ? this.#guest.addr6LinkLocal : this.#guest.addr6;
+    for (let i = 0; i < 16; i++) addr[i] = pkt.u8(ETH_HLEN + IP6_SRC + i);
+  }
+}
