@@ -45,7 +45,10 @@ export interface FamilyPlan {
   readonly mapGuestAddr: Uint8Array | undefined;
   /** --dns-forward address, if any. */
   readonly dnsForward: Uint8Array | undefined;
-  /** Name servers announced to the guest (empty: none). */
+  /**
+   * Name servers announced to the guest via DHCP, NDP and DHCPv6 (empty: none;
+   * pasta announces them only with --dhcp-dns, passt unless --no-dhcp-dns).
+   */
   readonly dns: readonly Uint8Array[];
   /** Resolvers the --dns-forward address maps to (first one used). */
   readonly resolvers: readonly Uint8Array[];
@@ -65,7 +68,7 @@ export interface NetworkPlan {
   readonly ip4: FamilyPlan | undefined;
   /** IPv6, when enabled. */
   readonly ip6: Family6Plan | undefined;
-  /** Search domains announced (empty: none). */
+  /** Search domains announced (empty: none; --dhcp-search / --no-dhcp-search). */
   readonly search: readonly string[];
   /** MTU announced; 0: none. */
   readonly mtu: number;
@@ -159,7 +162,7 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
         mapHostLoopback,
         mapGuestAddr: config.ip4.mapGuestAddr?.slice(),
         dnsForward: config.ip4.dnsForward?.slice(),
-        dns: announcedDns(
+        dns: !config.dhcpDns ? [] : announcedDns(
           config.dns,
           resolv.nameservers4,
           4,
@@ -197,7 +200,7 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
         mapHostLoopback,
         mapGuestAddr: config.ip6.mapGuestAddr?.slice(),
         dnsForward: config.ip6.dnsForward?.slice(),
-        dns: announcedDns(
+        dns: !config.dhcpDns ? [] : announcedDns(
           config.dns,
           resolv.nameservers6,
           6,
@@ -218,7 +221,7 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
     ourMac,
     ip4,
     ip6,
-    search: (config.search ?? resolv.search).slice(),
+    search: config.dhcpSearch ? (config.search ?? resolv.search).slice() : [],
     mtu: config.mtu,
     dhcp: ip4 !== undefined && ip4.gateway !== undefined && !config.noDhcp,
     ndp: ip6 !== undefined && !config.noNdp,

@@ -20,6 +20,7 @@ import { lastErrno, SysError } from "./errno.ts";
 import {
   AF,
   CAP,
+  CLOCK,
   EPOLL_EVENT_DATA_OFFSET,
   EPOLL_EVENT_SIZE,
   GROUP,
@@ -175,6 +176,24 @@ export function getsockname(fd: number, out: Uint8Array<ArrayBuffer>): number {
   return len[0]!;
 }
 
+/**
+ * getsockname(2) into `out`, with `lenBuf` a 4-byte scratch buffer: the address
+ * length, or -errno. Allocates nothing, for descriptors made while the loop runs.
+ */
+export function tryGetsockname(
+  fd: number,
+  out: Uint8Array<ArrayBuffer>,
+  lenBuf: Uint8Array<ArrayBuffer>,
+): number {
+  const size = out.length;
+  lenBuf[0] = size & 0xff;
+  lenBuf[1] = (size >>> 8) & 0xff;
+  lenBuf[2] = 0;
+  lenBuf[3] = 0;
+  if (c.getsockname(fd, out, lenBuf) < 0) return -lastErrno();
+  return (lenBuf[0] ?? 0) | ((lenBuf[1] ?? 0) << 8);
+}
+
 /** setsockopt(2) with an int value. Throws on failure. */
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   const v = new Int32Array([value]);
@@ -195,6 +214,19 @@ export function setsockoptBytes(
   value: Uint8Array<ArrayBuffer>,
 ): void {
   checked("setsockopt", c.setsockopt(fd, level, name, value, value.length));
+}
+
+/**
+ * setsockopt(2) with a byte value, returning 0 or -errno: for descriptors made
+ * while the loop runs (a flow's socket), where a failure is counted, not thrown.
+ */
+export function trySetsockoptBytes(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array<ArrayBuffer>,
+): number {
+  return c.setsockopt(fd, level, name, value, value.length) < 0 ? -lastErrno() : 0;
 }
 
 /** getsockopt(2) for an int value. Throws on failure. */
@@ -586,6 +618,20 @@ export function monotonicMs(): number {
   c.clock_gettime(1, timespecScratch);
   return Number(timespecView.getBigInt64(0, true)) * 1000 +
     timespecView.getUint32(8, true) / 1_000_000;
+}
+
+const realtimeScratch = new Uint8Array(TIMESPEC_SIZE);
+const realtimeView = new DataView(realtimeScratch.buffer);
+
+/**
+ * The realtime (wall) clock in whole microseconds since the Unix epoch, for
+ * timestamps written to files (pcap). Read through 32-bit halves, so no BigInt is
+ * made; exact for any date before the year 2255 (2^53 µs).
+ */
+export function realtimeUs(): number {
+  c.clock_gettime(CLOCK.REALTIME, realtimeScratch);
+  const seconds = realtimeView.getInt32(4, true) * 4294967296 + realtimeView.getUint32(0, true);
+  return seconds * 1_000_000 + Math.floor(realtimeView.getUint32(8, true) / 1000);
 }
 
 // --- processes, namespaces, credentials ---------------------------------------------

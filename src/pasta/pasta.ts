@@ -40,7 +40,10 @@ import {
   selfCommand,
 } from "../process.ts";
 import { ndpRouterAdvertisement } from "../protocols/ndp.ts";
-import { type GuestState, Ingress } from "../tap/ingress.ts";
+import { initialGuestState } from "../flow/guest.ts";
+import { IcmpEcho } from "../protocols/icmp.ts";
+import { Ingress } from "../tap/ingress.ts";
+import { openPcap } from "../tap/pcap.ts";
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
@@ -212,15 +215,34 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   }
   const nsTap = setUpNamespace(ns, config, plan);
   const tap = new TapDevice(nsTap.fd);
-  const guest: GuestState = {
-    mac: new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-    addr4: plan.ip4?.address.slice() ?? new Uint8Array(4),
-    addr6: plan.ip6?.address.slice() ?? new Uint8Array(16),
-    addr6LinkLocal: new Uint8Array(16),
-    seen: false,
-  };
+  const guest = initialGuestState(plan.ip4?.address, plan.ip6?.address);
   const ingress = new Ingress(plan, guest, tap);
   const loop = new EventLoop();
+  if (config.pcapFile !== undefined) {
+    tap.setCapture(openPcap(config.pcapFile));
+    log.info(`Saving packet capture to ${config.pcapFile}`);
+  }
+  if (!config.noIcmp) {
+    const sendToTap = tap.send.bind(tap);
+    ingress.setEcho(
+      new IcmpEcho(loop, {
+        ourMac: plan.ourMac,
+        guest,
+        ipv4: plan.ip4 !== undefined,
+        ipv6: plan.ip6 !== undefined,
+        outboundAddr4: config.ip4.outbound,
+        outboundAddr6: config.ip6.outbound,
+        outboundIf4: config.ip4.outboundIf,
+        outboundIf6: config.ip6.outboundIf,
+        mapHostLoopback4: plan.ip4?.mapHostLoopback,
+        mapHostLoopback6: plan.ip6?.mapHostLoopback,
+        mapGuestAddr4: plan.ip4?.mapGuestAddr,
+        mapGuestAddr6: plan.ip6?.mapGuestAddr,
+        guestAssigned4: plan.ip4?.address,
+        guestAssigned6: plan.ip6?.address,
+      }, sendToTap),
+    );
+  }
   loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
   const handleFrame = ingress.handle.bind(ingress);
   const tapKind = loop.defineKind("tap", () => {
@@ -255,16 +277,16 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
           assign: plan.ip4.address,
           prefixLength: plan.ip4.prefixLength,
           ...(plan.ip4.gateway === undefined ? {} : { router: plan.ip4.gateway }),
-          ...(config.dhcpDns ? { dns: plan.ip4.dns } : {}),
-          ...(config.dhcpSearch ? { search: plan.search } : {}),
+          dns: plan.ip4.dns,
+          search: plan.search,
         },
       }),
       ...(plan.ip6 === undefined ? {} : {
         ndp: {
           assign: plan.ip6.address,
           router: plan.ip6.ourLinkLocal,
-          ...(config.dhcpDns ? { dns: plan.ip6.dns } : {}),
-          ...(config.dhcpSearch ? { search: plan.search } : {}),
+          dns: plan.ip6.dns,
+          search: plan.search,
         },
       }),
     })

@@ -13,6 +13,7 @@
  * Whatever nobody handles is dropped and counted, never thrown.
  */
 import type { NetworkPlan } from "../config/network.ts";
+import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
 import { type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
 import { type Dhcpv6Params, dhcpv6Reply, isDhcpv6Frame } from "../protocols/dhcpv6.ts";
@@ -40,26 +41,22 @@ import { isNdpFrame, type NdpParams, ndpReply } from "../protocols/ndp.ts";
 import type { PacketView } from "../protocols/packet.ts";
 import type { TapDevice } from "./tap.ts";
 
-/** What we know about the guest; updated as frames arrive. */
-export interface GuestState {
-  /** The guest's MAC address (broadcast until a frame arrives). */
-  readonly mac: Uint8Array;
-  /** Last IPv4 source address seen, or the assigned one. */
-  readonly addr4: Uint8Array;
-  /** Last global IPv6 source address seen, or the assigned one. */
-  readonly addr6: Uint8Array;
-  /** Last link-local IPv6 source address seen (all zero: none yet). */
-  readonly addr6LinkLocal: Uint8Array;
-  /** Whether a frame from the guest has been seen. */
-  seen: boolean;
-}
-
 /** An echo handler (ICMP or ICMPv6), see protocols/icmp.ts. */
 export interface EchoHandler {
   /** An IPv4 ICMP packet at `ipOffset` with the given header and payload lengths. */
-  fromTap4(pkt: PacketView, ipOffset: number, ipHeaderLength: number, payloadLength: number): void;
-  /** An IPv6 ICMPv6 packet at `ipOffset` (payload after the 40-byte header). */
-  fromTap6(pkt: PacketView, ipOffset: number, payloadLength: number): void;
+  fromTap4(
+    pkt: PacketView,
+    ipOffset: number,
+    ipHeaderLength: number,
+    payloadLength: number,
+  ): boolean | void;
+  /** An IPv6 ICMPv6 packet at `ipOffset`, `headersLength` bytes of IPv6 headers before it. */
+  fromTap6(
+    pkt: PacketView,
+    ipOffset: number,
+    headersLength: number,
+    payloadLength: number,
+  ): boolean | void;
 }
 
 /** Frames handled or dropped, by reason. */
@@ -249,7 +246,7 @@ export class Ingress {
       }
       if (pkt.u8(ICMPV6_TYPE) === ICMPV6_ECHO_REQUEST && this.#echo !== undefined) {
         this.stats.icmp++;
-        this.#echo.fromTap6(pkt, ETH_HLEN, payloadLength);
+        this.#echo.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
         return;
       }
     } else if (next === IPPROTO_UDP) {
