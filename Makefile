@@ -1,0 +1,154 @@
+# passt and pasta in TypeScript on Deno: build, test, install, package.
+#
+#   make              ./passt and ./pasta (compiled when DENORT_BIN is set, launchers otherwise)
+#   make check        every test (unit and integration); prints "N passed, N failed"
+#   make lint         deno fmt --check, deno lint, deno check
+#   make bench        benchmarks (never part of check)
+#   make install      PREFIX=/usr/local DESTDIR= : binaries, man pages, docs
+#   make pkgs         .deb and .rpm of what `make` built
+#
+# Deno comes from PATH, else the pinned npm package is installed into .deno/.
+# `deno compile` needs its "denort" runtime, which it normally downloads: point
+# DENORT_BIN at one to get single-file binaries; without it, ./passt is a small
+# launcher that runs the same code with `deno run` (same behaviour, needs Deno).
+
+VERSION := $(shell sed -n 's/^export const VERSION = "\(.*\)";/\1/p' src/version.ts)
+DENO_VERSION := 2.9.6
+LOCAL_DENO := .deno/bin/deno
+DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
+DENORT_BIN ?=
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/passt
+# Launcher builds only: the program's sources and the Deno runtime that runs them.
+PKGLIBDIR ?= $(PREFIX)/lib/passt
+DESTDIR ?=
+
+# make pkgs: package name (never plain "passt", which is Debian's C passt), maintainer,
+# and the staging directory under build/ (packages are written to build/).
+PKG_NAME := passt-deno
+PKG_MAINTAINER ?= passt-deno maintainers <maintainers@users.noreply.h-seed-037c98a3.example>
+PKG_STAGE := build/pkg
+PKG_ENV = PKG_NAME='$(PKG_NAME)' PKG_VERSION='$(VERSION)' PKG_MAINTAINER='$(PKG_MAINTAINER)' \
+	PKG_DENO='$(abspath $(DENO))'
+
+SOURCES := mod.ts deno.json $(shell find src -name '*.ts' 2>/dev/null)
+DENO_RUN_FLAGS := --allow-all --no-prompt --quiet
+export DENO_NO_UPDATE_CHECK := 1
+
+.PHONY: all deno check test lint fmt bench install uninstall uninstall-lib pkgs clean man
+
+all: passt pasta man
+
+deno: $(DENO)
+
+$(LOCAL_DENO):
+	npm install --prefix .deno --no-audit --no-fund --loglevel=error deno@$(DENO_VERSION)
+	mkdir -p .deno/bin
+	ln -sf ../node_modules/.bin/deno $(LOCAL_DENO)
+	$(LOCAL_DENO) --version
+
+# One program; pasta is a link to it and chooses its mode by that name.
+passt: $(SOURCES) | $(DENO)
+	@rm -f $@
+	@if [ -n "$(DENORT_BIN)" ]; then \
+		echo "compiling $@ with DENORT_BIN=$(DENORT_BIN)"; \
+		DENORT_BIN="$(DENORT_BIN)" $(DENO) compile $(DENO_RUN_FLAGS) --output $@ mod.ts; \
+	else \
+		echo "writing launcher $@ (set DENORT_BIN for a compiled binary)"; \
+		printf '%s\n' '#!/bin/sh' \
+			'# passt/pasta launcher written by make: runs the program from source with Deno.' \
+			'# The name it is invoked under (passt, pasta, or a link to either) selects the mode.' \
+			'DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 exec "$(abspath $(DENO))" run $(DENO_RUN_FLAGS) "$(CURDIR)/mod.ts" "$$(basename "$$0")" "$$@"' \
+			> $@; \
+		chmod 755 $@; \
+	fi
+
+pasta: passt
+	ln -sf passt $@
+
+man: build/passt.1.gz build/pasta.1.gz
+
+build/%.1.gz: man/%.1
+	@mkdir -p build
+	gzip -9n < $< > $@
+
+check: passt pasta | $(DENO)
+	sh tests/run.sh "$(DENO)"
+
+test: check
+
+lint: | $(DENO)
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check mod.ts src tests
+
+fmt: | $(DENO)
+	$(DENO) fmt
+
+bench: passt pasta | $(DENO)
+	$(DENO) bench -A tests/
+
+# Installs passt, the pasta link, the man pages and README.md under $(DESTDIR)$(PREFIX).
+# A compiled ./passt is copied as it is. A launcher ./passt points into this tree, so
+# instead the sources and the Deno runtime that built them go to $(PKGLIBDIR), and
+# $(BINDIR)/passt is a launcher (packaging/launcher.sh.in) that finds them relative to
+# its own location: no DESTDIR and no absolute path in it.
+install: all uninstall-lib
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)
+	@set -e; if [ "$$(head -c 2 passt)" = '#!' ]; then \
+		echo "installing the sources and the Deno runtime in $(DESTDIR)$(PKGLIBDIR)"; \
+		for f in $(filter-out %_test.ts %_bench.ts,$(SOURCES)); do \
+			install -D -m 644 $$f $(DESTDIR)$(PKGLIBDIR)/$$f; \
+		done; \
+		runtime=$$($(DENO) eval 'console.log(Deno.execPath())'); \
+		install -m 755 "$$(readlink -f "$$runtime")" $(DESTDIR)$(PKGLIBDIR)/deno; \
+		sed -e 's|@VERSION@|$(VERSION)|' \
+			-e "s|@LIB_FROM_BIN@|$$(realpath -m --relative-to=$(BINDIR) $(PKGLIBDIR))|" \
+			packaging/launcher.sh.in > $(DESTDIR)$(BINDIR)/passt.tmp; \
+		chmod 755 $(DESTDIR)$(BINDIR)/passt.tmp; \
+		mv -f $(DESTDIR)$(BINDIR)/passt.tmp $(DESTDIR)$(BINDIR)/passt; \
+	else \
+		install -m 755 passt $(DESTDIR)$(BINDIR)/passt; \
+	fi
+	ln -sf passt $(DESTDIR)$(BINDIR)/pasta
+	install -m 644 build/passt.1.gz build/pasta.1.gz $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+# Removes what `make install` installed (same PREFIX and DESTDIR), file by file: a
+# mistaken DOCDIR or PKGLIBDIR never takes a whole directory tree with it.
+uninstall: uninstall-lib
+	rm -f $(DESTDIR)$(BINDIR)/passt $(DESTDIR)$(BINDIR)/pasta
+	rm -f $(DESTDIR)$(MANDIR)/man1/passt.1.gz $(DESTDIR)$(MANDIR)/man1/pasta.1.gz
+	rm -f $(DESTDIR)$(DOCDIR)/README.md
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# Helper: removes a launcher build's $(PKGLIBDIR), so that a reinstall keeps no source
+# file that the new version no longer has.
+uninstall-lib:
+	rm -f $(DESTDIR)$(PKGLIBDIR)/deno $(DESTDIR)$(PKGLIBDIR)/mod.ts $(DESTDIR)$(PKGLIBDIR)/deno.json
+	rm -rf $(DESTDIR)$(PKGLIBDIR)/src
+	rmdir $(DESTDIR)$(PKGLIBDIR) 2>/dev/null || true
+
+# Builds build/$(PKG_NAME)_VERSION_ARCH.deb and build/$(PKG_NAME)-VERSION-1.ARCH.rpm from
+# what `make` built, staged by `make install` with PREFIX=/usr, then lints the .deb when
+# lintian is installed. Metadata and scripts: packaging/ (see packaging/README.md).
+pkgs: all
+	rm -rf $(PKG_STAGE)
+	umask 022 && $(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKG_STAGE)/root \
+		PREFIX=/usr BINDIR=/usr/bin MANDIR=/usr/share/man PKGLIBDIR=/usr/lib/passt \
+		DOCDIR=/usr/share/doc/$(PKG_NAME)
+	install -m 644 packaging/copyright $(PKG_STAGE)/root/usr/share/doc/$(PKG_NAME)/copyright
+	umask 022 && $(PKG_ENV) sh packaging/mkdeb.sh $(PKG_STAGE) build
+	umask 022 && $(PKG_ENV) sh packaging/mkrpm.sh $(PKG_STAGE) build
+	@if command -v lintian >/dev/null; then \
+		echo "lintian build/$(PKG_NAME)_$(VERSION)_*.deb"; \
+		lintian --fail-on error build/$(PKG_NAME)_$(VERSION)_*.deb; \
+	else \
+		echo "lintian is not installed: the .deb was not linted"; \
+	fi
+
+clean:
+	rm -f passt pasta build/*.1.gz
