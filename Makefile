@@ -75,7 +75,8 @@ build/%.1.gz: man/%.1
 	@mkdir -p build
 	gzip -9n < $< > $@
 
-check: passt pasta | $(DENO)
+# Formatting, lint and type checks first: a red lint fails the build like a test.
+check: passt pasta lint | $(DENO)
 	sh tests/run.sh "$(DENO)"
 
 test: check

@@ -73,6 +73,9 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "no-dhcpv6",
     "no-ra",
     "no-map-gw",
+    "dns-forward",
+    "tcp-ports",
+    "udp-ports",
     "map-host-loopback",
     "map-guest-addr",
     "no-icmp",
@@ -92,21 +95,15 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
   ]),
 };
 
-/** Port forwarding options: accepted only as "none" until forwarding lands. */
-const PORT_OPTIONS = ["tcp-ports", "udp-ports", "tcp-ns", "udp-ns"] as const;
+/** Namespace-to-host forwarding: accepted only as "none" until the local path lands. */
+const PORT_OPTIONS = ["tcp-ns", "udp-ns"] as const;
 
 /** The first option of `config` without an effect yet, or undefined. */
 function unsupportedOption(config: Config): string | undefined {
   for (const name of config.given) {
     if (SUPPORTED_OPTIONS[config.mode].has(name)) continue;
     if (config.mode === "pasta" && (PORT_OPTIONS as readonly string[]).includes(name)) {
-      const table = name === "tcp-ports"
-        ? config.tcpIn
-        : name === "udp-ports"
-        ? config.udpIn
-        : name === "tcp-ns"
-        ? config.tcpOut
-        : config.udpOut;
+      const table = name === "tcp-ns" ? config.tcpOut : config.udpOut;
       if (table.mode === "none") continue;
       return `${name} (port forwarding other than 'none')`;
     }

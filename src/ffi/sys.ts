@@ -477,6 +477,15 @@ export function ioctl(
   return checked("ioctl", c.ioctl(fd, BigInt(request), arg), what);
 }
 
+/**
+ * ioctl(2) with a pointer argument: the result or -errno (data path; pass the
+ * request as a BigInt made once, so nothing is allocated per call).
+ */
+export function tryIoctl(fd: number, request: bigint, arg: Uint8Array<ArrayBuffer>): number {
+  const r = c.ioctl(fd, request, arg);
+  return r < 0 ? -lastErrno() : r;
+}
+
 /** ioctl(2) with an integer argument. Throws on failure. */
 export function ioctlInt(fd: number, request: number, arg: number, what?: string): number {
   return checked("ioctl", c.ioctl_int(fd, BigInt(request), BigInt(arg)), what);
@@ -787,6 +796,18 @@ export function exitNow(status: number): never {
 export function setIovec(iov: DataView, index: number, base: bigint, length: number): void {
   iov.setBigUint64(index * IOVEC_SIZE, base, true);
   setIovecLength(iov, index, length);
+}
+
+/**
+ * Fill iovec `index` with an address given as a number (user-space addresses
+ * fit in 53 bits) and a length: no allocation, for the data path.
+ */
+export function setIovecAt(iov: DataView, index: number, address: number, length: number): void {
+  const off = index * IOVEC_SIZE;
+  iov.setUint32(off, address % 0x100000000, true);
+  iov.setUint32(off + 4, Math.floor(address / 0x100000000), true);
+  iov.setUint32(off + 8, length, true);
+  iov.setUint32(off + 12, 0, true);
 }
 
 /** Change only the length (bytes, < 2^32) of iovec `index`: no allocation, for the data path. */

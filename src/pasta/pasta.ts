@@ -40,7 +40,15 @@ import {
   selfCommand,
 } from "../process.ts";
 import { ndpRouterAdvertisement } from "../protocols/ndp.ts";
+import type { DataPathContext } from "../flow/context.ts";
+import { FlowTable } from "../flow/flow.ts";
 import { initialGuestState } from "../flow/guest.ts";
+import { AddressMap } from "../flow/nat.ts";
+import { TcpTranslator } from "../protocols/tcp.ts";
+import { UdpTranslator } from "../protocols/udp.ts";
+import { PortForwarder } from "../flow/forward.ts";
+import { FORWARD_NONE } from "../config/ports.ts";
+import { closeProcNet, openProcNet, PortAutoDetector, type ProcNetFiles } from "./autodetect.ts";
 import { IcmpEcho } from "../protocols/icmp.ts";
 import { Ingress } from "../tap/ingress.ts";
 import { openPcap } from "../tap/pcap.ts";
@@ -52,6 +60,8 @@ import { NsThread } from "./ns_thread.ts";
 const WORKER_ENV = "PASTA_TS_WORKER";
 /** How often the worker checks that the target namespace still exists (ms). */
 const NETNS_CHECK_MS = 1000;
+/** How long connections may drain after the spawned command exited (ms). */
+const EXIT_GRACE_MS = 5000;
 /** How often unsolicited router advertisements go out (ms). */
 const RA_INTERVAL_MS = 60_000;
 
@@ -182,6 +192,15 @@ interface Worker {
   ns: NsThread;
   tap: TapDevice;
   ingress: Ingress;
+  tcp: TcpTranslator | undefined;
+  udp: UdpTranslator | undefined;
+  forward: Forwarding;
+}
+
+/** Port forwarding state of a worker. */
+interface Forwarding {
+  inbound: PortForwarder;
+  nsFiles: ProcNetFiles | undefined;
 }
 
 /** Resolve the host's configuration; logs and returns undefined on failure. */
@@ -253,6 +272,22 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   });
   const r = loop.add(tap.fd, tapKind, 0, EPOLL.IN);
   if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
+
+  const ctx: DataPathContext = {
+    config,
+    loop,
+    tap,
+    plan,
+    guest,
+    flows: new FlowTable(),
+    nat: new AddressMap(plan, guest),
+  };
+  const tcp = config.noTcp ? undefined : new TcpTranslator(ctx);
+  ingress.setTcp(tcp);
+  const udp = config.noUdp ? undefined : new UdpTranslator(ctx);
+  ingress.setUdp(udp);
+  const forward = startForwarding(config, plan, loop, ns, tcp, udp);
+  // Last: protocols queue frames (ACKs…) in their own end-of-turn hooks first.
   loop.addEndOfTurn(() => tap.flush());
 
   const ndp = ingress.ndpParams;
@@ -291,10 +326,52 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
       }),
     })
   ) log.info(line);
-  return { loop, ns, tap, ingress };
+  return { loop, ns, tap, ingress, tcp, udp, forward };
+}
+
+/** Listeners for -t/-u, and the `auto` detector that follows the namespace's ports. */
+function startForwarding(
+  config: PastaConfig,
+  plan: NetworkPlan,
+  loop: EventLoop,
+  ns: NsThread,
+  tcp: TcpTranslator | undefined,
+  udp: UdpTranslator | undefined,
+): Forwarding {
+  const inbound = new PortForwarder(loop, {
+    tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,
+    udp: udp === undefined ? FORWARD_NONE : config.udpIn,
+    ipv4: plan.ip4 !== undefined,
+    ipv6: plan.ip6 !== undefined,
+    onTcpAccept: (_listener, fd, peer, peerLength, targetPort) =>
+      tcp?.acceptInbound(fd, peer, peerLength, targetPort),
+    onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
+    onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
+    name: "inbound",
+  });
+  const autoTcp = tcp !== undefined && config.tcpIn.mode === "auto";
+  const autoUdp = udp !== undefined && config.udpIn.mode === "auto";
+  let nsFiles: ProcNetFiles | undefined;
+  if (autoTcp || autoUdp) {
+    nsFiles = openProcNet((path, flags) => ns.open(path, flags));
+    new PortAutoDetector({
+      files: nsFiles,
+      forwarder: inbound,
+      tcp: autoTcp,
+      udp: autoUdp,
+      // No -T/-U listeners of ours in the namespace yet: nothing to exclude.
+      ownPort: () => false,
+      name: "-t/-u auto",
+    }).start(loop);
+  }
+  return { inbound, nsFiles };
 }
 
 function stopWorker(w: Worker): void {
+  w.forward.inbound.close();
+  if (w.forward.nsFiles !== undefined) closeProcNet(w.forward.nsFiles);
+  w.tcp?.close();
+  w.udp?.close();
   w.tap.flush();
   w.loop.close();
   w.ns.close();
@@ -354,12 +431,26 @@ function runSpawnWorker(config: PastaConfig): number {
     return 1;
   }
   const commandPid = child.pid;
+  let exitStatus = -1;
+  let exitedAt = 0;
+  // When the command is gone, connections it left may still carry data the
+  // namespace's kernel has yet to send (a client that wrote and exited): let
+  // them finish, for a bounded time, before we go.
+  worker.loop.addTimer("command-exit", 100, () => {
+    if (exitStatus < 0) return;
+    const open = worker.tcp?.flowCount ?? 0;
+    if (open === 0 || sys.monotonicMs() - exitedAt > EXIT_GRACE_MS) worker.loop.stop(exitStatus);
+  });
   worker.loop.addSignals(LOOP_SIGNALS, (info) => {
     if (info.signo === SIG.CHLD) {
       for (let i = 0; i < 64; i++) {
         const { pid, status } = sys.waitpid(-1, WAIT.NOHANG);
         if (pid <= 0) break;
-        if (pid === commandPid) worker.loop.stop(sys.exitCodeOf(status));
+        if (pid === commandPid) {
+          exitStatus = sys.exitCodeOf(status);
+          exitedAt = sys.monotonicMs();
+          if ((worker.tcp?.flowCount ?? 0) === 0) worker.loop.stop(exitStatus);
+        }
       }
     } else if (info.signo === SIG.TERM || info.signo === SIG.HUP) {
       // Ending us would strand the command without a network: end it first.

@@ -13,6 +13,7 @@
  * Whatever nobody handles is dropped and counted, never thrown.
  */
 import type { NetworkPlan } from "../config/network.ts";
+import type { TransportHandler } from "../flow/context.ts";
 import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
 import { type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
@@ -35,6 +36,7 @@ import {
   IPPROTO_TCP,
   IPPROTO_UDP,
   ipv4HeaderLength,
+  ipv4IsFragment,
   ipv6PayloadEnd,
 } from "../protocols/ip.ts";
 import { isNdpFrame, type NdpParams, ndpReply } from "../protocols/ndp.ts";
@@ -85,6 +87,8 @@ export class Ingress {
   readonly #dhcpv6: Dhcpv6Params | undefined;
   readonly #ip6: boolean;
   #echo: EchoHandler | undefined;
+  #tcp: TransportHandler | undefined;
+  #udp: TransportHandler | undefined;
   /** Counters. */
   readonly stats: IngressStats = {
     arp: 0,
@@ -161,6 +165,16 @@ export class Ingress {
     this.#echo = echo;
   }
 
+  /** Hand TCP segments to `tcp` (undefined: drop them, as --no-tcp). */
+  setTcp(tcp: TransportHandler | undefined): void {
+    this.#tcp = tcp;
+  }
+
+  /** Hand UDP datagrams (other than DHCP/DHCPv6) to `udp` (undefined: drop, as --no-udp). */
+  setUdp(udp: TransportHandler | undefined): void {
+    this.#udp = udp;
+  }
+
   /** Handle one frame from the guest. Never throws for anything in the frame. */
   handle(pkt: PacketView): void {
     const type = ethType(pkt);
@@ -208,6 +222,11 @@ export class Ingress {
       for (let i = 0; i < 4; i++) addr[i] = pkt.u8(ETH_HLEN + IP4_SRC + i);
     }
     const total = pkt.u16(ETH_HLEN + 2);
+    // Fragments: not reassembled (like upstream); DHCP never needs it.
+    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && ipv4IsFragment(pkt, ETH_HLEN)) {
+      this.stats.dropped++;
+      return;
+    }
     switch (proto) {
       case IPPROTO_UDP:
         if (this.#dhcp !== undefined && isDhcpFrame(pkt)) {
@@ -215,7 +234,9 @@ export class Ingress {
           this.#reply(dhcpReply(pkt, this.#dhcp, this.#tap.next()));
           return;
         }
+        if (this.#udp === undefined) break;
         this.stats.udp++;
+        this.#udp.fromTap4(pkt, ETH_HLEN, ihl, total - ihl);
         return;
       case IPPROTO_ICMP:
         if (this.#echo === undefined) break;
@@ -223,7 +244,9 @@ export class Ingress {
         this.#echo.fromTap4(pkt, ETH_HLEN, ihl, total - ihl);
         return;
       case IPPROTO_TCP:
+        if (this.#tcp === undefined) break;
         this.stats.tcp++;
+        this.#tcp.fromTap4(pkt, ETH_HLEN, ihl, total - ihl);
         return;
     }
     this.stats.dropped++;
@@ -255,10 +278,14 @@ export class Ingress {
         this.#reply(dhcpv6Reply(pkt, this.#dhcpv6, this.#tap.next()));
         return;
       }
-      this.stats.udp++;
-      return;
-    } else if (next === IPPROTO_TCP) {
+      if (this.#udp !== undefined) {
+        this.stats.udp++;
+        this.#udp.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
+        return;
+      }
+    } else if (next === IPPROTO_TCP && this.#tcp !== undefined) {
       this.stats.tcp++;
+      this.#tcp.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
       return;
     }
     this.stats.dropped++;

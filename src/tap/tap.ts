@@ -52,6 +52,8 @@ export class TapDevice {
   readonly fd: number;
   readonly #arena = sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS);
   readonly #outView = new PacketView(this.#arena, 0);
+  // User-space addresses fit in 53 bits: a plain number, no BigInt per frame.
+  readonly #arenaAddress = Number(sys.addressOf(this.#arena));
   readonly #frameViews: Uint8Array<ArrayBuffer>[] = [];
   readonly #queuedLength = new Int32Array(OUT_SLOTS);
   #queued = 0;
@@ -81,6 +83,20 @@ export class TapDevice {
     if (this.#queued === OUT_SLOTS) this.flush();
     this.#outView.setWindow(this.#queued * SLOT_SIZE + 4, 0);
     return this.#outView;
+  }
+
+  /** Free output slots before the arena must be flushed. */
+  room(): number {
+    return OUT_SLOTS - this.#queued;
+  }
+
+  /**
+   * The memory address (a number: user addresses fit in 53 bits) of byte `offset` of the `j`-th free slot's frame (0: the
+   * slot `next()` returns now), so that a socket read can land straight inside a
+   * frame (iovecs). `j` must be below `room()`.
+   */
+  slotAddress(j: number, offset: number): number {
+    return this.#arenaAddress + (this.#queued + j) * SLOT_SIZE + 4 + offset;
   }
 
   /** Queue the frame of `length` bytes just built at `next()`'s window. */

@@ -36,6 +36,7 @@ const params: IcmpParams = {
     addr4: GUEST4,
     addr6: GUEST6,
     addr6LinkLocal: ip6("fe80::5054:ff:fe12:3456"),
+    seen: true,
   },
   ipv4: true,
   ipv6: true,

@@ -134,7 +134,13 @@ const GUEST6 = ip6("2001:db8::100");
 function params(over: Partial<IcmpParams> = {}): IcmpParams {
   return {
     ourMac: OUR_MAC,
-    guest: { mac: GUEST_MAC, addr4: GUEST4, addr6: GUEST6, addr6LinkLocal: ip6("fe80::2"), seen: true },
+    guest: {
+      mac: GUEST_MAC,
+      addr4: GUEST4,
+      addr6: GUEST6,
+      addr6LinkLocal: ip6("fe80::2"),
+      seen: true,
+    },
     ipv4: true,
     ipv6: true,
     ...over,

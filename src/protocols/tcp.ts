@@ -1,0 +1,976 @@
+/**
+ * TCP translation between the guest's segments and host TCP sockets, without
+ * data buffers of our own.
+ *
+ * Theory of operation. Every guest connection is a flow with one host socket.
+ * We keep no copy of the data in either direction; the two kernels' buffers are
+ * the only buffers, and what each side is told reflects what the other did:
+ * - Guest → host: a segment's payload goes straight from the frame into the
+ *   socket (sendmsg over an iovec into the tap read buffer). We acknowledge to
+ *   the guest exactly what the socket took; the rest the guest will send again.
+ *   The window we advertise is the room left in the socket's send buffer, so
+ *   the guest is not invited to send what could not be taken. When a write
+ *   comes up short we advertise a zero window, wait for the socket to become
+ *   writable, then send a window update as three duplicate ACKs so the guest
+ *   retransmits at once instead of after its timeout.
+ * - Host → guest: data is *peeked* from the socket (MSG_PEEK with SO_PEEK_OFF,
+ *   so each peek continues after what is already in flight) straight into frame
+ *   slots of the tap's output arena, one guest MSS per frame, as far as the
+ *   guest's window allows. It is removed from the socket (recv with MSG_TRUNC,
+ *   no copy) only when the guest acknowledges it, so a retransmission is a peek
+ *   from an earlier offset. Kernels without SO_PEEK_OFF for TCP get a discard
+ *   iovec in front of the frames, skipping the in-flight bytes.
+ * - Connections: a guest SYN becomes a nonblocking connect(); the guest gets a
+ *   SYN-ACK only when it succeeds, an RST when refused, and nothing when the
+ *   destination does not answer (it then times out). An accepted connection on
+ *   a forwarded port becomes a SYN towards the guest. FINs travel both ways and
+ *   half-close is kept (shutdown(SHUT_WR) for the guest's FIN); RSTs travel both
+ *   ways (SO_LINGER 0 makes close() send one). Retransmission on timeout and on
+ *   three duplicate ACKs; handshake, retry and idle limits close what is stuck.
+ * - ISNs follow RFC 6528: a keyed hash of the 4-tuple plus a 4 µs clock.
+ * Per-flow state lives in typed arrays indexed by flow number; frames are built
+ * in place in the tap's output arena; ACKs owed to the guest are collected and
+ * sent once per loop turn. Nothing is allocated per segment.
+ */
+import type { DataPathContext, TransportHandler } from "../flow/context.ts";
+import { FLOW_MAX, FlowType } from "../flow/flow.ts";
+import { OutboundKind } from "../flow/nat.ts";
+import {
+  AF,
+  EPOLL,
+  IOCTL,
+  IPPROTO,
+  MSG,
+  MSGHDR,
+  SHUT,
+  SO,
+  SOCK,
+  SOCKADDR_IN6_SIZE,
+  SOL,
+  TCP_OPT,
+} from "../ffi/layout.ts";
+import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
+import { l4ChecksumV4, l4ChecksumV6 } from "./checksum.ts";
+import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
+import {
+  IP4_DST,
+  IP4_SRC,
+  IP6_DST,
+  IP6_SRC,
+  IPPROTO_TCP,
+  writeIpv4Header,
+  writeIpv6Header,
+} from "./ip.ts";
+import type { PacketView } from "./packet.ts";
+
+// --- TCP header ------------------------------------------------------------------------
+
+const TCP_SPORT = 0;
+const TCP_DPORT = 2;
+const TCP_SEQ = 4;
+const TCP_ACK = 8;
+const TCP_OFF = 12;
+const TCP_FLAGS = 13;
+const TCP_WIN = 14;
+const TCP_CSUM = 16;
+const TCP_URP = 18;
+const TCP_HLEN = 20;
+
+/** TCP flag bits. */
+export const TcpFlag = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
+const { FIN, SYN, RST, PSH, ACK } = TcpFlag;
+
+const OPT_EOL = 0;
+const OPT_NOP = 1;
+const OPT_MSS = 2;
+const OPT_WS = 3;
+
+// --- tunables ------------------------------------------------------------------------
+
+/** Window scale we announce: windows up to 16 MiB. */
+const OUR_WSCALE = 8;
+/** Largest window we advertise, in bytes. */
+const WINDOW_MAX = 65535 << OUR_WSCALE;
+/** Frames one peek may fill. */
+const SEGMENTS_MAX = 64;
+/** Handshake limit (ms): connect() or the guest's SYN-ACK. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Retransmission timeout, first try (ms); doubles up to RTO_MAX_MS. */
+const RTO_MS = 1000;
+const RTO_MAX_MS = 16_000;
+/** Retransmissions before giving up on the guest. */
+const RETRIES_MAX = 6;
+/** An established connection with no traffic for this long is reset (ms). */
+const IDLE_TIMEOUT_MS = 7200 * 1000;
+/** How often timers are checked (ms). */
+const TICK_MS = 100;
+/** Default MSS when the guest's SYN has none (RFC 9293 / RFC 8200 minimums). */
+const DEFAULT_MSS4 = 536;
+const DEFAULT_MSS6 = 1220;
+
+// --- flow state bits -------------------------------------------------------------------
+
+const S_CONNECTING = 0x001; // guest SYN in, connect() in progress
+const S_SYN_TO_GUEST = 0x002; // inbound: our SYN out, the guest's SYN-ACK awaited
+const S_ESTABLISHED = 0x004;
+const S_SOCK_EOF = 0x008; // the socket has no more data: FIN owed to the guest
+const S_FIN_TO_GUEST = 0x010; // our FIN sent
+const S_FIN_ACKED = 0x020; // the guest acknowledged our FIN
+const S_GUEST_FIN = 0x040; // the guest's FIN received, socket shut for writing
+const S_WRITE_BLOCKED = 0x080; // a write came up short: zero window until writable
+const S_ACK_PENDING = 0x100; // an ACK is owed to the guest this turn
+const S_DUP_ACKS = 0x200; // owe three duplicate ACKs (window reopened)
+
+/** Counters. */
+export interface TcpStats {
+  /** Connections opened towards the host (guest SYN). */
+  outbound: number;
+  /** Connections from forwarded ports towards the guest. */
+  inbound: number;
+  /** Segments from the guest handled. */
+  segmentsIn: number;
+  /** Segments sent to the guest. */
+  segmentsOut: number;
+  /** Retransmissions (timeouts and duplicate ACKs). */
+  retransmits: number;
+  /** Resets sent to the guest. */
+  resetsOut: number;
+  /** Segments dropped: bad checksum, header, unknown flow, table full… */
+  dropped: number;
+}
+
+const SIOCOUTQ = BigInt(IOCTL.SIOCOUTQ);
+
+/**
+ * Events of an established connection's socket. Edge-triggered: peeked data
+ * stays in the socket, so a level-triggered EPOLLIN would fire on every turn
+ * while we wait for the guest's ACK. New data is a new edge; ACKs from the guest
+ * resume sending on their own.
+ */
+const DATA_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.ET;
+
+/** The TCP translator for one tap side. */
+export class TcpTranslator implements TransportHandler {
+  readonly #ctx: DataPathContext;
+  readonly #kind: number;
+  /** Counters. */
+  readonly stats: TcpStats = {
+    outbound: 0,
+    inbound: 0,
+    segmentsIn: 0,
+    segmentsOut: 0,
+    retransmits: 0,
+    resetsOut: 0,
+    dropped: 0,
+  };
+
+  // Per-flow state, indexed by flow number.
+  readonly #sock = new Int32Array(FLOW_MAX).fill(-1);
+  readonly #state = new Uint16Array(FLOW_MAX);
+  readonly #seqToGuest = new Uint32Array(FLOW_MAX);
+  readonly #seqAckedByGuest = new Uint32Array(FLOW_MAX);
+  readonly #seqFromGuest = new Uint32Array(FLOW_MAX);
+  readonly #guestWnd = new Uint32Array(FLOW_MAX);
+  readonly #guestWscale = new Uint8Array(FLOW_MAX);
+  readonly #guestMss = new Uint16Array(FLOW_MAX);
+  readonly #events = new Uint32Array(FLOW_MAX);
+  readonly #retries = new Uint8Array(FLOW_MAX);
+  readonly #dupAcks = new Uint8Array(FLOW_MAX);
+  readonly #lastAckValue = new Uint32Array(FLOW_MAX);
+  readonly #since = new Float64Array(FLOW_MAX); // handshake start / last ACK progress
+  readonly #lastActive = new Float64Array(FLOW_MAX);
+  readonly #sndbuf = new Int32Array(FLOW_MAX);
+  readonly #pending = new Int32Array(FLOW_MAX);
+  #pendingCount = 0;
+  #highWater = 0;
+  #now = 0;
+
+  // Preallocated scratch for system calls and frame building.
+  readonly #msghdr = sys.pinnedBuffer(MSGHDR.size);
+  readonly #msgView = new DataView(this.#msghdr.buffer);
+  readonly #iov = sys.pinnedBuffer(16 * (SEGMENTS_MAX + 1));
+  readonly #iovView = new DataView(this.#iov.buffer);
+  readonly #segLength = new Int32Array(SEGMENTS_MAX);
+  readonly #discard = sys.pinnedBuffer(1 << 16);
+  #peekOffset = true;
+  #discardBig: Uint8Array<ArrayBuffer> | undefined;
+  readonly #intBuf = sys.pinnedBuffer(8);
+  readonly #intView = new DataView(this.#intBuf.buffer);
+  readonly #linger = new Uint8Array(new Int32Array([1, 0]).buffer);
+  readonly #sockaddr = sys.pinnedBuffer(SOCKADDR_IN6_SIZE);
+  readonly #addrOut = new Uint8Array(16);
+  readonly #src4 = new Uint8Array(4);
+  readonly #dst4 = new Uint8Array(4);
+  readonly #src6 = new Uint8Array(16);
+  readonly #dst6 = new Uint8Array(16);
+  #inBuffer: Uint8Array | undefined;
+  #inAddress = 0;
+  readonly #isnSecret = crypto.getRandomValues(new Uint32Array(2));
+
+  constructor(ctx: DataPathContext) {
+    this.#ctx = ctx;
+    this.#kind = ctx.loop.defineKind("tcp", (index, events) => this.#onSocket(index, events));
+    ctx.loop.addEndOfTurn(() => this.#flushAcks());
+    ctx.loop.addTimer("tcp", TICK_MS, () => this.#tick());
+    this.#now = sys.monotonicMs();
+    // One iovec per msghdr: set the pointer once; lengths change per call.
+    this.#msgView.setBigUint64(MSGHDR.iov, sys.addressOf(this.#iov), true);
+  }
+
+  /** Flows currently open (for tests and logs). */
+  get flowCount(): number {
+    let n = 0;
+    for (let i = 0; i < this.#highWater; i++) if (this.#sock[i]! >= 0) n++;
+    return n;
+  }
+
+  // --- guest → host ---------------------------------------------------------------------
+
+  /** A TCP segment in an IPv4 packet from the guest. */
+  fromTap4(pkt: PacketView, ipOffset: number, ipHeaderLength: number, l4Length: number): void {
+    const l4 = ipOffset + ipHeaderLength;
+    if (!pkt.has(l4, TCP_HLEN) || !pkt.has(l4, l4Length)) return this.#drop("short");
+    const view = pkt.view;
+    if (l4ChecksumV4(view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0) {
+      return this.#drop("checksum");
+    }
+    this.#segment(pkt, ipOffset + IP4_SRC, ipOffset + IP4_DST, 4, l4, l4Length);
+  }
+
+  /** A TCP segment in an IPv6 packet from the guest. */
+  fromTap6(pkt: PacketView, ipOffset: number, headersLength: number, l4Length: number): void {
+    const l4 = ipOffset + headersLength;
+    if (!pkt.has(l4, TCP_HLEN) || !pkt.has(l4, l4Length)) return this.#drop("short");
+    if (l4ChecksumV6(pkt.view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0) {
+      return this.#drop("checksum");
+    }
+    this.#segment(pkt, ipOffset + IP6_SRC, ipOffset + IP6_DST, 16, l4, l4Length);
+  }
+
+  #drop(reason: string): void {
+    this.stats.dropped++;
+    if (log.tracing) log.trace(`tcp: dropped segment (${reason})`);
+  }
+
+  #segment(
+    pkt: PacketView,
+    srcOff: number,
+    dstOff: number,
+    addrLen: number,
+    l4: number,
+    l4Length: number,
+  ): void {
+    const doff = (pkt.u8(l4 + TCP_OFF) >> 4) * 4;
+    if (doff < TCP_HLEN || doff > l4Length) return this.#drop("data offset");
+    this.stats.segmentsIn++;
+    const sport = pkt.u16(l4 + TCP_SPORT);
+    const dport = pkt.u16(l4 + TCP_DPORT);
+    const flags = pkt.u8(l4 + TCP_FLAGS);
+    const seq = pkt.u32(l4 + TCP_SEQ);
+    const flows = this.#ctx.flows;
+    const flow = flows.lookupFrame(FlowType.TCP, pkt, srcOff, sport, dstOff, dport, addrLen);
+    if (flow < 0) {
+      if ((flags & (SYN | ACK | RST)) === SYN) {
+        this.#connect(pkt, srcOff, dstOff, addrLen, sport, dport, l4, doff);
+      } else if ((flags & RST) === 0) {
+        this.#resetUnknown(pkt, srcOff, dstOff, addrLen, sport, dport, l4, l4Length - doff, flags);
+      }
+      return;
+    }
+    this.#lastActive[flow] = this.#now;
+    const state = this.#state[flow]!;
+    if ((flags & RST) !== 0) {
+      this.#close(flow, true);
+      return;
+    }
+    if ((flags & SYN) !== 0) {
+      if ((state & S_SYN_TO_GUEST) !== 0 && (flags & ACK) !== 0) {
+        this.#guestSynAck(flow, pkt, l4, doff, seq);
+      }
+      return; // a retransmitted SYN, or a SYN-ACK we no longer wait for
+    }
+    if ((state & S_ESTABLISHED) === 0) return;
+    const moved = (flags & ACK) !== 0 &&
+      this.#guestAck(flow, pkt.u32(l4 + TCP_ACK), pkt.u16(l4 + TCP_WIN), l4Length === doff);
+    if (this.#sock[flow]! < 0) return; // closed by the ACK (both FINs done)
+    const payload = l4Length - doff;
+    if (payload > 0) this.#guestData(flow, pkt, l4 + doff, payload, seq);
+    if ((flags & FIN) !== 0 && (this.#state[flow]! & S_GUEST_FIN) === 0) {
+      if (((seq + payload) | 0) === (this.#seqFromGuest[flow]! | 0)) {
+        this.#seqFromGuest[flow] = (this.#seqFromGuest[flow]! + 1) >>> 0;
+        this.#state[flow]! |= S_GUEST_FIN;
+        sys.shutdown(this.#sock[flow]!, SHUT.WR);
+      }
+      this.#owe(flow);
+    }
+    if (this.#finished(flow)) {
+      this.#sendFlags(flow, ACK);
+      this.#close(flow, false);
+      return;
+    }
+    if (moved) this.#sendData(flow);
+  }
+
+  #finished(flow: number): boolean {
+    const s = this.#state[flow]!;
+    return (s & S_GUEST_FIN) !== 0 && (s & S_FIN_ACKED) !== 0;
+  }
+
+  /**
+   * The guest acknowledges up to `ack` and advertises `window`. Returns whether
+   * that lets more data go out (progress, or a changed window).
+   */
+  #guestAck(flow: number, ack: number, window: number, pure: boolean): boolean {
+    const acked = (ack - this.#seqAckedByGuest[flow]!) | 0;
+    const ahead = (ack - this.#seqToGuest[flow]!) | 0;
+    const oldWindow = this.#guestWnd[flow]!;
+    this.#guestWnd[flow] = window << this.#guestWscale[flow]!;
+    if (acked > 0 && ahead <= 0) {
+      let dataAcked = acked;
+      const state = this.#state[flow]!;
+      if ((state & S_FIN_TO_GUEST) !== 0 && ahead === 0) {
+        this.#state[flow] = state | S_FIN_ACKED;
+        dataAcked--;
+      }
+      if (dataAcked > 0) {
+        // Acknowledged data leaves the socket now; no copy (MSG_TRUNC).
+        sys.recv(this.#sock[flow]!, this.#discard, dataAcked, MSG.TRUNC | MSG.DONTWAIT);
+      }
+      this.#seqAckedByGuest[flow] = ack;
+      this.#retries[flow] = 0;
+      this.#dupAcks[flow] = 0;
+      this.#since[flow] = this.#now;
+      return true;
+    }
+    if (
+      acked === 0 && pure && this.#guestWnd[flow] === oldWindow &&
+      this.#seqToGuest[flow] !== this.#seqAckedByGuest[flow]
+    ) {
+      if (++this.#dupAcks[flow]! === 3) this.#retransmit(flow);
+      return false;
+    }
+    return this.#guestWnd[flow] !== oldWindow;
+  }
+
+  /** Payload from the guest: into the socket, acknowledging what it took. */
+  #guestData(flow: number, pkt: PacketView, offset: number, length: number, seq: number): void {
+    this.#owe(flow);
+    const skip = (this.#seqFromGuest[flow]! - seq) | 0;
+    if (skip < 0 || skip >= length) return; // a gap (we ACK what we have) or old data
+    if ((this.#state[flow]! & (S_GUEST_FIN | S_WRITE_BLOCKED)) !== 0) return;
+    if (pkt.bytes !== this.#inBuffer) {
+      this.#inBuffer = pkt.bytes;
+      this.#inAddress = Number(sys.addressOf(pkt.bytes as Uint8Array<ArrayBuffer>));
+    }
+    const want = length - skip;
+    sys.setIovecAt(this.#iovView, 0, this.#inAddress + pkt.start + offset + skip, want);
+    this.#msgView.setUint32(MSGHDR.iovlen, 1, true);
+    const n = sys.sendmsg(this.#sock[flow]!, this.#msghdr, MSG.DONTWAIT | MSG.NOSIGNAL);
+    if (n === -sys.Errno.EAGAIN || (n >= 0 && n < want)) {
+      this.#state[flow]! |= S_WRITE_BLOCKED;
+      this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT);
+    } else if (n < 0) {
+      this.#reset(flow);
+      return;
+    }
+    if (n > 0) this.#seqFromGuest[flow] = (this.#seqFromGuest[flow]! + n) >>> 0;
+  }
+
+  // --- connections ------------------------------------------------------------------------
+
+  #isn(flow: number): number {
+    const f = this.#ctx.flows;
+    let h = this.#isnSecret[0]! ^ (f.guestPort[flow]! << 16 | f.remotePort[flow]!);
+    for (let i = 0; i < 16; i++) {
+      h = Math.imul(h ^ f.guestAddr[flow * 16 + i]!, 0x01000193);
+      h = Math.imul(h ^ f.remoteAddr[flow * 16 + i]!, 0x01000193);
+    }
+    h = Math.imul(h ^ this.#isnSecret[1]!, 0x9e3779b1);
+    return (h + Math.floor(sys.monotonicMs() * 250)) >>> 0; // + a 4 µs clock
+  }
+
+  /** A SYN from the guest for a new connection. */
+  #connect(
+    pkt: PacketView,
+    srcOff: number,
+    dstOff: number,
+    addrLen: number,
+    sport: number,
+    dport: number,
+    l4: number,
+    doff: number,
+  ): void {
+    const ctx = this.#ctx;
+    const v6 = addrLen === 16;
+    const kind = ctx.nat.outbound(
+      pkt.bytes,
+      pkt.start + dstOff,
+      addrLen,
+      dport,
+      true,
+      this.#addrOut,
+    );
+    if (kind === OutboundKind.NONE) return this.#drop("no route");
+    const flow = ctx.flows.alloc(FlowType.TCP);
+    if (flow < 0) {
+      if (log.debugging) log.debug("tcp: flow table full, connection refused");
+      return this.#drop("table full");
+    }
+    ctx.flows.setKey(
+      flow,
+      pkt.bytes,
+      pkt.start + srcOff,
+      sport,
+      pkt.bytes,
+      pkt.start + dstOff,
+      dport,
+      addrLen,
+    );
+    const fd = sys.trySocket(
+      v6 ? AF.INET6 : AF.INET,
+      SOCK.STREAM | SOCK.NONBLOCK | SOCK.CLOEXEC,
+      0,
+    );
+    if (fd < 0) {
+      ctx.flows.free(flow);
+      return this.#drop("socket");
+    }
+    this.#initFlow(flow, fd);
+    this.#readSynOptions(flow, pkt, l4, doff, v6);
+    this.#seqFromGuest[flow] = (pkt.u32(l4 + TCP_SEQ) + 1) >>> 0;
+    this.#guestWnd[flow] = pkt.u16(l4 + TCP_WIN); // not scaled in a SYN
+    const isn = this.#isn(flow);
+    this.#seqToGuest[flow] = isn;
+    this.#seqAckedByGuest[flow] = isn;
+    this.#state[flow] = S_CONNECTING;
+    this.stats.outbound++;
+
+    sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
+    this.#bindOutbound(fd, v6, kind);
+    const addrLenBytes = v6
+      ? sys.encodeSockaddrIn6(this.#sockaddr, this.#addrOut, dport)
+      : sys.encodeSockaddrIn(this.#sockaddr, this.#addrOut, dport);
+    const r = sys.connect(fd, this.#sockaddr, addrLenBytes);
+    if (r === 0) {
+      this.#connected(flow);
+    } else if (r === -sys.Errno.EINPROGRESS) {
+      this.#setEvents(flow, EPOLL.OUT | EPOLL.RDHUP);
+    } else {
+      this.#refuse(flow);
+    }
+  }
+
+  #bindOutbound(fd: number, v6: boolean, kind: number): void {
+    if (kind === OutboundKind.HOST_LOOPBACK) return; // loopback: no -o, no device
+    const config = this.#ctx.config;
+    const family = v6 ? config.ip6 : config.ip4;
+    if (family.outboundIf !== undefined) {
+      sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.BINDTODEVICE, sys.cString(family.outboundIf));
+    }
+    if (family.outbound !== undefined) {
+      const len = v6
+        ? sys.encodeSockaddrIn6(this.#sockaddr, family.outbound, 0)
+        : sys.encodeSockaddrIn(this.#sockaddr, family.outbound, 0);
+      sys.tryBind(fd, this.#sockaddr, len);
+    }
+  }
+
+  #initFlow(flow: number, fd: number): void {
+    this.#sock[flow] = fd;
+    this.#events[flow] = 0;
+    this.#retries[flow] = 0;
+    this.#dupAcks[flow] = 0;
+    this.#guestWscale[flow] = 0;
+    this.#since[flow] = this.#now;
+    this.#lastActive[flow] = this.#now;
+    this.#sndbuf[flow] = 0;
+    if (flow >= this.#highWater) this.#highWater = flow + 1;
+  }
+
+  #readSynOptions(flow: number, pkt: PacketView, l4: number, doff: number, v6: boolean): void {
+    let mss = v6 ? DEFAULT_MSS6 : DEFAULT_MSS4;
+    let wscale = -1;
+    for (let off = l4 + TCP_HLEN, end = l4 + doff; off < end;) {
+      const kind = pkt.u8(off);
+      if (kind === OPT_EOL || kind < 0) break;
+      if (kind === OPT_NOP) {
+        off++;
+        continue;
+      }
+      const len = pkt.u8(off + 1);
+      if (len < 2 || off + len > end) break;
+      if (kind === OPT_MSS && len === 4) mss = pkt.u16(off + 2);
+      else if (kind === OPT_WS && len === 3) wscale = Math.min(pkt.u8(off + 2), 14);
+      off += len;
+    }
+    this.#guestMss[flow] = Math.max(64, mss);
+    // Window scaling only when both sides offer it (RFC 7323): we always do.
+    this.#guestWscale[flow] = wscale < 0 ? 0 : wscale;
+  }
+
+  /** connect() finished: SYN-ACK to the guest. */
+  #connected(flow: number): void {
+    const fd = this.#sock[flow]!;
+    this.#state[flow] = S_ESTABLISHED;
+    this.#sndbuf[flow] = this.#sockInt(fd, SO.SNDBUF);
+    this.#initPeekOffset(fd);
+    this.#sendSyn(flow, SYN | ACK);
+    this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
+    this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
+    this.#since[flow] = this.#now;
+    this.#setEvents(flow, DATA_EVENTS);
+  }
+
+  #initPeekOffset(fd: number): void {
+    if (!this.#peekOffset) return;
+    if (sys.trySetsockoptInt(fd, SOL.SOCKET, SO.PEEK_OFF, 0) < 0) {
+      this.#peekOffset = false;
+      log.debug("tcp: SO_PEEK_OFF not supported for TCP: skipping in-flight data on peek");
+    }
+  }
+
+  #sockInt(fd: number, name: number): number {
+    try {
+      return sys.getsockoptInt(fd, SOL.SOCKET, name);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The connection was refused or failed: RST to the guest. */
+  #refuse(flow: number): void {
+    // The guest's SYN is acknowledged by the RST (RFC 9293 3.10.7.1).
+    this.#sendFlags(flow, RST | ACK);
+    this.#close(flow, false);
+  }
+
+  /**
+   * An accepted connection on a forwarded port (`fd`, peer address in
+   * `peer`/`peerLen`) to deliver to the guest's port `targetPort`.
+   */
+  acceptInbound(fd: number, peer: Uint8Array, peerLength: number, targetPort: number): void {
+    const ctx = this.#ctx;
+    const v6 = peerLength >= SOCKADDR_IN6_SIZE && sys.sockaddrFamily(peer) === AF.INET6;
+    // An IPv4 peer on an IPv6 socket arrives v4-mapped: deliver it as IPv4.
+    const mapped = v6 && peer[8] === 0 && peer[9] === 0 && peer[10] === 0 && peer[11] === 0 &&
+      peer[12] === 0 && peer[13] === 0 && peer[14] === 0 && peer[15] === 0 &&
+      peer[16] === 0xff && peer[17] === 0xff;
+    const addrLen = v6 && !mapped ? 16 : 4;
+    const addrOff = !v6 ? 4 : mapped ? 20 : 8;
+    const family = addrLen === 4 ? ctx.plan.ip4 : ctx.plan.ip6;
+    const peerPort = sys.sockaddrPort(peer);
+    if (family === undefined || !ctx.nat.inboundSource(peer, addrOff, addrLen, this.#addrOut)) {
+      sys.close(fd);
+      return this.#drop("inbound source");
+    }
+    const flow = ctx.flows.alloc(FlowType.TCP);
+    if (flow < 0) {
+      sys.close(fd);
+      return this.#drop("table full");
+    }
+    const guestAddr = addrLen === 4 ? this.#dst4 : this.#dst6;
+    ctx.nat.guestDestination(addrLen, false, guestAddr);
+    ctx.flows.setKey(flow, guestAddr, 0, targetPort, this.#addrOut, 0, peerPort, addrLen);
+    this.#initFlow(flow, fd);
+    sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
+    const isn = this.#isn(flow);
+    this.#seqToGuest[flow] = isn;
+    this.#seqAckedByGuest[flow] = isn;
+    this.#guestMss[flow] = addrLen === 4 ? DEFAULT_MSS4 : DEFAULT_MSS6;
+    this.#state[flow] = S_SYN_TO_GUEST;
+    this.#sendSyn(flow, SYN);
+    this.#seqToGuest[flow] = (isn + 1) >>> 0;
+    this.#setEvents(flow, EPOLL.RDHUP);
+    this.stats.inbound++;
+  }
+
+  /** The guest's SYN-ACK for an inbound connection. */
+  #guestSynAck(flow: number, pkt: PacketView, l4: number, doff: number, seq: number): void {
+    if (pkt.u32(l4 + TCP_ACK) !== this.#seqToGuest[flow]) return;
+    const v6 = this.#ctx.flows.v6[flow] === 1;
+    this.#readSynOptions(flow, pkt, l4, doff, v6);
+    this.#seqFromGuest[flow] = (seq + 1) >>> 0;
+    this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
+    this.#guestWnd[flow] = pkt.u16(l4 + TCP_WIN) << this.#guestWscale[flow]!;
+    this.#state[flow] = S_ESTABLISHED;
+    const fd = this.#sock[flow]!;
+    this.#sndbuf[flow] = this.#sockInt(fd, SO.SNDBUF);
+    this.#initPeekOffset(fd);
+    this.#sendFlags(flow, ACK);
+    this.#setEvents(flow, DATA_EVENTS);
+    this.#sendData(flow);
+  }
+
+  // --- host → guest ------------------------------------------------------------------------
+
+  /** Events on a flow's socket. */
+  #onSocket(flow: number, events: number): void {
+    const fd = this.#sock[flow]!;
+    if (fd < 0) return;
+    this.#now = sys.monotonicMs();
+    this.#lastActive[flow] = this.#now;
+    const state = this.#state[flow]!;
+    if ((state & S_CONNECTING) !== 0) {
+      const error = this.#sockInt(fd, SO.ERROR);
+      if (error === 0 && (events & EPOLL.OUT) !== 0) this.#connected(flow);
+      else if (error !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) this.#refuse(flow);
+      return;
+    }
+    if ((events & EPOLL.ERR) !== 0) {
+      this.#reset(flow);
+      return;
+    }
+    if ((state & S_SYN_TO_GUEST) !== 0) {
+      if ((events & (EPOLL.HUP | EPOLL.RDHUP)) !== 0 && (state & S_ESTABLISHED) === 0) {
+        // The host side gave up before the guest answered.
+        this.#close(flow, false);
+      }
+      return;
+    }
+    if ((events & EPOLL.OUT) !== 0 && (state & S_WRITE_BLOCKED) !== 0) {
+      this.#state[flow] = (state & ~S_WRITE_BLOCKED) | S_DUP_ACKS;
+      this.#setEvents(flow, this.#events[flow]! & ~EPOLL.OUT);
+      this.#owe(flow);
+    }
+    if ((events & (EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP)) !== 0) this.#sendData(flow);
+  }
+
+  /** Peek what the guest's window allows from the socket into frames. */
+  #sendData(flow: number): void {
+    const ctx = this.#ctx;
+    const tap = ctx.tap;
+    for (let round = 0; round < 8; round++) {
+      const state = this.#state[flow]!;
+      if ((state & S_ESTABLISHED) === 0 || (state & S_SOCK_EOF) !== 0) return;
+      const inflight = (this.#seqToGuest[flow]! - this.#seqAckedByGuest[flow]!) >>> 0;
+      const window = this.#guestWnd[flow]! - inflight;
+      if (window <= 0) return; // the guest's next ACK calls us again
+      if (tap.room() < 4) tap.flush();
+      const v6 = ctx.flows.v6[flow] === 1;
+      const headers = ETH_HLEN + (v6 ? 40 : 20) + TCP_HLEN;
+      const mss = Math.min(this.#guestMss[flow]!, 65535 - headers);
+      let segments = Math.min(tap.room(), SEGMENTS_MAX, Math.ceil(window / mss));
+      let iovIndex = 0;
+      let skipped = 0;
+      if (!this.#peekOffset && inflight > 0) {
+        skipped = inflight;
+        sys.setIovecAt(this.#iovView, iovIndex++, this.#discardAddress(inflight), inflight);
+      }
+      let asked = 0;
+      for (let j = 0; j < segments; j++) {
+        const len = Math.min(mss, window - asked);
+        if (len <= 0) {
+          segments = j;
+          break;
+        }
+        this.#segLength[j] = len;
+        sys.setIovecAt(this.#iovView, iovIndex++, tap.slotAddress(j, headers), len);
+        asked += len;
+      }
+      this.#msgView.setUint32(MSGHDR.iovlen, iovIndex, true);
+      const n = sys.recvmsg(this.#sock[flow]!, this.#msghdr, MSG.PEEK | MSG.DONTWAIT);
+      if (n === -sys.Errno.EAGAIN) return; // the next data arrival is a new edge
+      if (n < 0) {
+        this.#reset(flow);
+        return;
+      }
+      let data = n - skipped;
+      if (data <= 0) {
+        if (n === 0 || data === 0) this.#socketEof(flow);
+        return;
+      }
+      const window32 = this.#advertisedWindow(flow);
+      for (let j = 0; j < segments && data > 0; j++) {
+        const len = Math.min(this.#segLength[j]!, data);
+        data -= len;
+        const out = tap.next();
+        const frameLen = this.#writeHeaders(
+          flow,
+          out,
+          len,
+          data === 0 ? ACK | PSH : ACK,
+          this.#seqToGuest[flow]!,
+          window32,
+          0,
+        );
+        tap.queue(frameLen);
+        this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + len) >>> 0;
+        this.stats.segmentsOut++;
+      }
+      this.#state[flow]! &= ~S_ACK_PENDING; // the data carried the ACK
+      if (this.#seqAckedByGuest[flow] === (this.#seqToGuest[flow]! - (n - skipped)) >>> 0) {
+        this.#since[flow] = this.#now; // first data in flight: start the timer now
+      }
+      if (n - skipped < asked) return; // drained for now
+    }
+  }
+
+  #discardAddress(length: number): number {
+    if (length <= this.#discard.length) return Number(sys.addressOf(this.#discard));
+    if (this.#discardBig === undefined || this.#discardBig.length < length) {
+      this.#discardBig = sys.pinnedBuffer(Math.max(length, 1 << 22));
+    }
+    return Number(sys.addressOf(this.#discardBig));
+  }
+
+  /** The socket has no more data: FIN to the guest. */
+  #socketEof(flow: number): void {
+    const state = this.#state[flow]!;
+    if ((state & S_SOCK_EOF) !== 0) return;
+    this.#state[flow] = state | S_SOCK_EOF | S_FIN_TO_GUEST;
+    this.#sendFlags(flow, FIN | ACK);
+    this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
+    this.#since[flow] = this.#now;
+  }
+
+  /** Rewind to the last byte the guest acknowledged and send again. */
+  #retransmit(flow: number): void {
+    this.stats.retransmits++;
+    const state = this.#state[flow]!;
+    this.#seqToGuest[flow] = this.#seqAckedByGuest[flow]!;
+    if ((state & S_FIN_TO_GUEST) !== 0 && (state & S_FIN_ACKED) === 0) {
+      this.#state[flow] = state & ~(S_FIN_TO_GUEST | S_SOCK_EOF);
+    }
+    if (this.#peekOffset) sys.trySetsockoptInt(this.#sock[flow]!, SOL.SOCKET, SO.PEEK_OFF, 0);
+    this.#dupAcks[flow] = 0;
+    this.#since[flow] = this.#now;
+    this.#sendData(flow);
+  }
+
+  // --- frames --------------------------------------------------------------------------
+
+  /** Our receive window for the guest, in bytes: the socket's free send space. */
+  #advertisedWindow(flow: number): number {
+    if ((this.#state[flow]! & (S_WRITE_BLOCKED | S_GUEST_FIN)) !== 0) return 0;
+    let space = WINDOW_MAX;
+    const sndbuf = this.#sndbuf[flow]!;
+    if (sndbuf > 0 && sys.tryIoctl(this.#sock[flow]!, SIOCOUTQ, this.#intBuf) >= 0) {
+      // The kernel doubles SO_SNDBUF for its bookkeeping: half of it is payload room.
+      space = (sndbuf >> 1) - this.#intView.getInt32(0, true);
+    }
+    return Math.max(0, Math.min(space, WINDOW_MAX));
+  }
+
+  /**
+   * Write Ethernet, IP and TCP headers for a segment of `payload` bytes (already
+   * in place after the headers) with `flags`, `seq` and our `window` (bytes);
+   * `optionsLength` bytes of options follow the fixed header (written by the
+   * caller). Returns the frame length.
+   */
+  #writeHeaders(
+    flow: number,
+    out: PacketView,
+    payload: number,
+    flags: number,
+    seq: number,
+    window: number,
+    optionsLength: number,
+  ): number {
+    const ctx = this.#ctx;
+    const flows = ctx.flows;
+    const v6 = flows.v6[flow] === 1;
+    const base = flow * 16;
+    const tcpLength = TCP_HLEN + optionsLength + payload;
+    let l4: number;
+    if (v6) {
+      for (let i = 0; i < 16; i++) {
+        this.#src6[i] = flows.remoteAddr[base + i]!;
+        this.#dst6[i] = flows.guestAddr[base + i]!;
+      }
+      writeEthHeader(out, 0, ctx.guest.mac, ctx.plan.ourMac, ETH_P_IPV6);
+      l4 = writeIpv6Header(out, ETH_HLEN, this.#src6, this.#dst6, IPPROTO.TCP, tcpLength, 64);
+    } else {
+      for (let i = 0; i < 4; i++) {
+        this.#src4[i] = flows.remoteAddr[base + 12 + i]!;
+        this.#dst4[i] = flows.guestAddr[base + 12 + i]!;
+      }
+      writeEthHeader(out, 0, ctx.guest.mac, ctx.plan.ourMac, ETH_P_IP);
+      l4 = writeIpv4Header(out, ETH_HLEN, this.#src4, this.#dst4, IPPROTO.TCP, tcpLength, 64);
+    }
+    out.put16(l4 + TCP_SPORT, flows.remotePort[flow]!);
+    out.put16(l4 + TCP_DPORT, flows.guestPort[flow]!);
+    out.put32(l4 + TCP_SEQ, seq);
+    out.put32(l4 + TCP_ACK, (flags & ACK) !== 0 ? this.#seqFromGuest[flow]! : 0);
+    out.put8(l4 + TCP_OFF, ((TCP_HLEN + optionsLength) >> 2) << 4);
+    out.put8(l4 + TCP_FLAGS, flags);
+    const scaled = (flags & SYN) !== 0 ? window : window >>> OUR_WSCALE;
+    out.put16(l4 + TCP_WIN, Math.min(scaled, 65535));
+    out.put16(l4 + TCP_CSUM, 0);
+    out.put16(l4 + TCP_URP, 0);
+    const view = out.view;
+    const csum = v6
+      ? l4ChecksumV6(view, out.start + ETH_HLEN, out.start + l4, tcpLength, IPPROTO_TCP)
+      : l4ChecksumV4(view, out.start + ETH_HLEN, out.start + l4, tcpLength, IPPROTO_TCP);
+    out.put16(l4 + TCP_CSUM, csum);
+    if ((flags & ACK) !== 0) this.#lastAckValue[flow] = this.#seqFromGuest[flow]!;
+    return l4 + tcpLength;
+  }
+
+  /** A segment without data carrying `flags`. */
+  #sendFlags(flow: number, flags: number): void {
+    const tap = this.#ctx.tap;
+    const out = tap.next();
+    const window = (flags & RST) !== 0 ? 0 : this.#advertisedWindow(flow);
+    tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]!, window, 0));
+    this.stats.segmentsOut++;
+    if ((flags & RST) !== 0) this.stats.resetsOut++;
+  }
+
+  /** SYN or SYN-ACK with MSS and window scale options. */
+  #sendSyn(flow: number, flags: number): void {
+    const ctx = this.#ctx;
+    const v6 = ctx.flows.v6[flow] === 1;
+    const out = ctx.tap.next();
+    const l4 = ETH_HLEN + (v6 ? 40 : 20);
+    const mtu = ctx.plan.mtu === 0 ? 65520 : ctx.plan.mtu;
+    const mss = Math.min(mtu - (v6 ? 60 : 40), 65535 - 40);
+    // Options: MSS (4 bytes), NOP, window scale (3 bytes) = 8 bytes.
+    const opt = l4 + TCP_HLEN;
+    out.put8(opt, OPT_MSS);
+    out.put8(opt + 1, 4);
+    out.put16(opt + 2, mss);
+    out.put8(opt + 4, OPT_NOP);
+    out.put8(opt + 5, OPT_WS);
+    out.put8(opt + 6, 3);
+    out.put8(opt + 7, OUR_WSCALE);
+    const window = Math.min(this.#advertisedWindow(flow), 65535);
+    ctx.tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]!, window, 8));
+    this.stats.segmentsOut++;
+  }
+
+  /** An RST for a segment that belongs to no connection (RFC 9293 3.10.7.1). */
+  #resetUnknown(
+    pkt: PacketView,
+    srcOff: number,
+    dstOff: number,
+    addrLen: number,
+    sport: number,
+    dport: number,
+    l4: number,
+    payload: number,
+    flags: number,
+  ): void {
+    // Build it as if for a flow: borrow a free slot of the table for the key.
+    const flows = this.#ctx.flows;
+    const flow = flows.alloc(FlowType.TCP);
+    if (flow < 0) return this.#drop("table full");
+    flows.setKey(
+      flow,
+      pkt.bytes,
+      pkt.start + srcOff,
+      sport,
+      pkt.bytes,
+      pkt.start + dstOff,
+      dport,
+      addrLen,
+    );
+    const ackFlag = (flags & ACK) !== 0;
+    this.#seqToGuest[flow] = ackFlag ? pkt.u32(l4 + TCP_ACK) : 0;
+    const consumed = payload + ((flags & SYN) !== 0 ? 1 : 0) + ((flags & FIN) !== 0 ? 1 : 0);
+    this.#seqFromGuest[flow] = (pkt.u32(l4 + TCP_SEQ) + consumed) >>> 0;
+    this.#sock[flow] = -1;
+    this.#state[flow] = 0;
+    this.#sendFlags(flow, ackFlag ? RST : RST | ACK);
+    flows.free(flow);
+  }
+
+  // --- ACKs, timers, closing ---------------------------------------------------------
+
+  /** Owe the guest an ACK this turn. */
+  #owe(flow: number): void {
+    if ((this.#state[flow]! & S_ACK_PENDING) !== 0) return;
+    this.#state[flow]! |= S_ACK_PENDING;
+    this.#pending[this.#pendingCount++] = flow;
+  }
+
+  /** End of a loop turn: one ACK per flow that is owed one. */
+  #flushAcks(): void {
+    for (let i = 0; i < this.#pendingCount; i++) {
+      const flow = this.#pending[i]!;
+      const state = this.#state[flow]!;
+      if (this.#sock[flow]! < 0 || (state & (S_ACK_PENDING | S_DUP_ACKS)) === 0) {
+        this.#state[flow] = state & ~S_ACK_PENDING;
+        continue;
+      }
+      this.#state[flow] = state & ~(S_ACK_PENDING | S_DUP_ACKS);
+      const copies = (state & S_DUP_ACKS) !== 0 ? 3 : 1;
+      for (let c = 0; c < copies; c++) this.#sendFlags(flow, ACK);
+    }
+    this.#pendingCount = 0;
+  }
+
+  #setEvents(flow: number, events: number): void {
+    if (this.#events[flow] === events) return;
+    const fd = this.#sock[flow]!;
+    const loop = this.#ctx.loop;
+    const r = this.#events[flow] === 0
+      ? loop.add(fd, this.#kind, flow, events)
+      : loop.modify(fd, this.#kind, flow, events);
+    if (r === 0) this.#events[flow] = events;
+  }
+
+  /** Something went wrong on the socket: RST to the guest, close. */
+  #reset(flow: number): void {
+    this.#sendFlags(flow, RST | ACK);
+    this.#close(flow, false);
+  }
+
+  /** Close the flow; `abort` sends an RST to the host side (SO_LINGER 0). */
+  #close(flow: number, abort: boolean): void {
+    const fd = this.#sock[flow]!;
+    if (fd >= 0) {
+      if (abort) sys.trySetsockoptBytes(fd, SOL.SOCKET, 13, /* SO_LINGER */ this.#linger);
+      sys.close(fd);
+    }
+    this.#sock[flow] = -1;
+    this.#state[flow] = 0;
+    this.#events[flow] = 0;
+    this.#ctx.flows.free(flow);
+  }
+
+  /** Timers: handshakes, retransmissions, idle connections. */
+  #tick(): void {
+    const now = this.#now = sys.monotonicMs();
+    for (let flow = 0; flow < this.#highWater; flow++) {
+      if (this.#sock[flow]! < 0) continue;
+      const state = this.#state[flow]!;
+      const since = now - this.#since[flow]!;
+      if ((state & (S_CONNECTING | S_SYN_TO_GUEST)) !== 0) {
+        if (since > HANDSHAKE_TIMEOUT_MS) {
+          if ((state & S_CONNECTING) !== 0) this.#close(flow, true); // unreachable: no answer
+          else this.#close(flow, true);
+        } else if ((state & S_SYN_TO_GUEST) !== 0 && since > RTO_MS * (1 << this.#retries[flow]!)) {
+          this.#retries[flow]!++;
+          this.#seqToGuest[flow] = this.#seqAckedByGuest[flow]!;
+          this.#sendSyn(flow, SYN);
+          this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
+        }
+        continue;
+      }
+      const inflight = this.#seqToGuest[flow] !== this.#seqAckedByGuest[flow];
+      const rto = Math.min(RTO_MS << this.#retries[flow]!, RTO_MAX_MS);
+      if (inflight && since > rto) {
+        if (this.#retries[flow]! >= RETRIES_MAX) {
+          if (log.debugging) log.debug(`tcp: flow ${flow}: guest unresponsive, resetting`);
+          this.#sendFlags(flow, RST | ACK);
+          this.#close(flow, true);
+          continue;
+        }
+        this.#retries[flow]!++;
+        this.#retransmit(flow);
+      } else if (now - this.#lastActive[flow]! > IDLE_TIMEOUT_MS) {
+        this.#sendFlags(flow, RST | ACK);
+        this.#close(flow, true);
+      }
+    }
+    while (this.#highWater > 0 && this.#sock[this.#highWater - 1]! < 0) this.#highWater--;
+  }
+
+  /** Close every connection (at exit). */
+  close(): void {
+    for (let flow = 0; flow < this.#highWater; flow++) {
+      if (this.#sock[flow]! >= 0) this.#close(flow, false);
+    }
+  }
+}
