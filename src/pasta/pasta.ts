@@ -23,13 +23,14 @@
  */
 import type { PastaConfig } from "../config/config.ts";
 import { type NetworkPlan, planNetwork } from "../config/network.ts";
-import { discoverHost, formatStartupSummary } from "../config/host.ts";
+import { discoverHost } from "../config/host.ts";
 import { readResolvConf } from "../config/resolv.ts";
+import { type DataPath, startDataPath, startupSummary } from "../datapath.ts";
 import { CLONE, EPOLL, O, SIG, WAIT } from "../ffi/layout.ts";
 import { spawnProcess, writeIdMaps } from "../ffi/spawn.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
-import { EventLoop } from "../loop.ts";
+import type { EventLoop } from "../loop.ts";
 import {
   announceReady,
   blockLoopSignals,
@@ -39,19 +40,6 @@ import {
   runBackgroundStarter,
   selfCommand,
 } from "../process.ts";
-import { ndpRouterAdvertisement } from "../protocols/ndp.ts";
-import type { DataPathContext } from "../flow/context.ts";
-import { FlowTable } from "../flow/flow.ts";
-import { initialGuestState } from "../flow/guest.ts";
-import { AddressMap } from "../flow/nat.ts";
-import { TcpTranslator } from "../protocols/tcp.ts";
-import { UdpTranslator } from "../protocols/udp.ts";
-import { PortForwarder } from "../flow/forward.ts";
-import { FORWARD_NONE } from "../config/ports.ts";
-import { closeProcNet, openProcNet, PortAutoDetector, type ProcNetFiles } from "./autodetect.ts";
-import { IcmpEcho } from "../protocols/icmp.ts";
-import { Ingress } from "../tap/ingress.ts";
-import { openPcap } from "../tap/pcap.ts";
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
@@ -62,8 +50,6 @@ const WORKER_ENV = "PASTA_TS_WORKER";
 const NETNS_CHECK_MS = 1000;
 /** How long connections may drain after the spawned command exited (ms). */
 const EXIT_GRACE_MS = 5000;
-/** How often unsolicited router advertisements go out (ms). */
-const RA_INTERVAL_MS = 60_000;
 
 /** Run pasta with `config`; returns the exit status. */
 export function runPasta(config: PastaConfig): number {
@@ -191,16 +177,7 @@ interface Worker {
   loop: EventLoop;
   ns: NsThread;
   tap: TapDevice;
-  ingress: Ingress;
-  tcp: TcpTranslator | undefined;
-  udp: UdpTranslator | undefined;
-  forward: Forwarding;
-}
-
-/** Port forwarding state of a worker. */
-interface Forwarding {
-  inbound: PortForwarder;
-  nsFiles: ProcNetFiles | undefined;
+  dp: DataPath;
 }
 
 /** Resolve the host's configuration; logs and returns undefined on failure. */
@@ -223,7 +200,7 @@ function plan(config: PastaConfig): NetworkPlan | undefined {
   }
 }
 
-/** Set up the namespace side and the loop around the tap device. */
+/** Set up the namespace side and the data path around the tap device. */
 function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string): Worker {
   const netnsFd = sys.open(netnsPath, O.RDONLY | O.CLOEXEC);
   let ns: NsThread;
@@ -234,36 +211,9 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   }
   const nsTap = setUpNamespace(ns, config, plan);
   const tap = new TapDevice(nsTap.fd);
-  const guest = initialGuestState(plan.ip4?.address, plan.ip6?.address);
-  const ingress = new Ingress(plan, guest, tap);
-  const loop = new EventLoop();
-  if (config.pcapFile !== undefined) {
-    tap.setCapture(openPcap(config.pcapFile));
-    log.info(`Saving packet capture to ${config.pcapFile}`);
-  }
-  if (!config.noIcmp) {
-    const sendToTap = tap.send.bind(tap);
-    ingress.setEcho(
-      new IcmpEcho(loop, {
-        ourMac: plan.ourMac,
-        guest,
-        ipv4: plan.ip4 !== undefined,
-        ipv6: plan.ip6 !== undefined,
-        outboundAddr4: config.ip4.outbound,
-        outboundAddr6: config.ip6.outbound,
-        outboundIf4: config.ip4.outboundIf,
-        outboundIf6: config.ip6.outboundIf,
-        mapHostLoopback4: plan.ip4?.mapHostLoopback,
-        mapHostLoopback6: plan.ip6?.mapHostLoopback,
-        mapGuestAddr4: plan.ip4?.mapGuestAddr,
-        mapGuestAddr6: plan.ip6?.mapGuestAddr,
-        guestAssigned4: plan.ip4?.address,
-        guestAssigned6: plan.ip6?.address,
-      }, sendToTap),
-    );
-  }
-  loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
-  const handleFrame = ingress.handle.bind(ingress);
+  const dp = startDataPath(config, plan, tap, (path, flags) => ns.open(path, flags));
+  const handleFrame = dp.handleFrame;
+  const loop = dp.loop;
   const tapKind = loop.defineKind("tap", () => {
     if (!tap.readFrames(handleFrame)) {
       log.err("the tap device went away");
@@ -272,107 +222,13 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   });
   const r = loop.add(tap.fd, tapKind, 0, EPOLL.IN);
   if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
-
-  const ctx: DataPathContext = {
-    config,
-    loop,
-    tap,
-    plan,
-    guest,
-    flows: new FlowTable(),
-    nat: new AddressMap(plan, guest),
-  };
-  const tcp = config.noTcp ? undefined : new TcpTranslator(ctx);
-  ingress.setTcp(tcp);
-  const udp = config.noUdp ? undefined : new UdpTranslator(ctx);
-  ingress.setUdp(udp);
-  const forward = startForwarding(config, plan, loop, ns, tcp, udp);
-  // Last: protocols queue frames (ACKs…) in their own end-of-turn hooks first.
-  loop.addEndOfTurn(() => tap.flush());
-
-  const ndp = ingress.ndpParams;
-  if (ndp !== undefined && ndp.raEnabled) {
-    const sendRa = () => {
-      const out = tap.next();
-      const length = ndpRouterAdvertisement(ndp, out);
-      if (length > 0) tap.queue(length);
-    };
-    sendRa();
-    loop.addTimer("router-advertisement", RA_INTERVAL_MS, sendRa);
-  }
-
-  for (
-    const line of formatStartupSummary({
-      ...(plan.ip4 === undefined ? {} : { outboundIf4: plan.ip4.hostIfname }),
-      ...(plan.ip6 === undefined ? {} : { outboundIf6: plan.ip6.hostIfname }),
-      namespaceIf: nsTap.ifname,
-      arpAddress: plan.ourMac,
-      ...(plan.ip4 === undefined || !plan.dhcp ? {} : {
-        dhcp: {
-          assign: plan.ip4.address,
-          prefixLength: plan.ip4.prefixLength,
-          ...(plan.ip4.gateway === undefined ? {} : { router: plan.ip4.gateway }),
-          dns: plan.ip4.dns,
-          search: plan.search,
-        },
-      }),
-      ...(plan.ip6 === undefined ? {} : {
-        ndp: {
-          assign: plan.ip6.address,
-          router: plan.ip6.ourLinkLocal,
-          dns: plan.ip6.dns,
-          search: plan.search,
-        },
-      }),
-    })
-  ) log.info(line);
-  return { loop, ns, tap, ingress, tcp, udp, forward };
-}
-
-/** Listeners for -t/-u, and the `auto` detector that follows the namespace's ports. */
-function startForwarding(
-  config: PastaConfig,
-  plan: NetworkPlan,
-  loop: EventLoop,
-  ns: NsThread,
-  tcp: TcpTranslator | undefined,
-  udp: UdpTranslator | undefined,
-): Forwarding {
-  const inbound = new PortForwarder(loop, {
-    tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,
-    udp: udp === undefined ? FORWARD_NONE : config.udpIn,
-    ipv4: plan.ip4 !== undefined,
-    ipv6: plan.ip6 !== undefined,
-    onTcpAccept: (_listener, fd, peer, peerLength, targetPort) =>
-      tcp?.acceptInbound(fd, peer, peerLength, targetPort),
-    onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
-    onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
-    name: "inbound",
-  });
-  const autoTcp = tcp !== undefined && config.tcpIn.mode === "auto";
-  const autoUdp = udp !== undefined && config.udpIn.mode === "auto";
-  let nsFiles: ProcNetFiles | undefined;
-  if (autoTcp || autoUdp) {
-    nsFiles = openProcNet((path, flags) => ns.open(path, flags));
-    new PortAutoDetector({
-      files: nsFiles,
-      forwarder: inbound,
-      tcp: autoTcp,
-      udp: autoUdp,
-      // No -T/-U listeners of ours in the namespace yet: nothing to exclude.
-      ownPort: () => false,
-      name: "-t/-u auto",
-    }).start(loop);
-  }
-  return { inbound, nsFiles };
+  dp.start();
+  for (const line of startupSummary(plan, nsTap.ifname)) log.info(line);
+  return { loop, ns, tap, dp };
 }
 
 function stopWorker(w: Worker): void {
-  w.forward.inbound.close();
-  if (w.forward.nsFiles !== undefined) closeProcNet(w.forward.nsFiles);
-  w.tcp?.close();
-  w.udp?.close();
-  w.tap.flush();
+  w.dp.close();
   w.loop.close();
   w.ns.close();
   sys.close(w.tap.fd);
@@ -438,7 +294,7 @@ function runSpawnWorker(config: PastaConfig): number {
   // them finish, for a bounded time, before we go.
   worker.loop.addTimer("command-exit", 100, () => {
     if (exitStatus < 0) return;
-    const open = worker.tcp?.flowCount ?? 0;
+    const open = worker.dp.tcp?.flowCount ?? 0;
     if (open === 0 || sys.monotonicMs() - exitedAt > EXIT_GRACE_MS) worker.loop.stop(exitStatus);
   });
   worker.loop.addSignals(LOOP_SIGNALS, (info) => {
@@ -449,7 +305,7 @@ function runSpawnWorker(config: PastaConfig): number {
         if (pid === commandPid) {
           exitStatus = sys.exitCodeOf(status);
           exitedAt = sys.monotonicMs();
-          if ((worker.tcp?.flowCount ?? 0) === 0) worker.loop.stop(exitStatus);
+          if ((worker.dp.tcp?.flowCount ?? 0) === 0) worker.loop.stop(exitStatus);
         }
       }
     } else if (info.signo === SIG.TERM || info.signo === SIG.HUP) {

@@ -13,7 +13,7 @@
  * Whatever nobody handles is dropped and counted, never thrown.
  */
 import type { NetworkPlan } from "../config/network.ts";
-import type { TransportHandler } from "../flow/context.ts";
+import type { FrameOutput, TransportHandler } from "../flow/context.ts";
 import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
 import { type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
@@ -41,7 +41,6 @@ import {
 } from "../protocols/ip.ts";
 import { isNdpFrame, type NdpParams, ndpReply } from "../protocols/ndp.ts";
 import type { PacketView } from "../protocols/packet.ts";
-import type { TapDevice } from "./tap.ts";
 
 /** An echo handler (ICMP or ICMPv6), see protocols/icmp.ts. */
 export interface EchoHandler {
@@ -79,7 +78,7 @@ const ICMPV6_ECHO_REQUEST = 128;
 
 /** Dispatch of guest frames to the services. */
 export class Ingress {
-  readonly #tap: TapDevice;
+  readonly #tap: FrameOutput;
   readonly #guest: GuestState;
   readonly #arp: ArpParams | undefined;
   readonly #dhcp: DhcpParams | undefined;
@@ -101,7 +100,7 @@ export class Ingress {
     dropped: 0,
   };
 
-  constructor(plan: NetworkPlan, guest: GuestState, tap: TapDevice) {
+  constructor(plan: NetworkPlan, guest: GuestState, tap: FrameOutput) {
     this.#tap = tap;
     this.#guest = guest;
     const ip4 = plan.ip4;

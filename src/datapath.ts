@@ -1,0 +1,204 @@
+/**
+ * The data path shared by passt and pasta: everything between "a frame came
+ * from the guest" and "a socket became readable", whatever carries the frames.
+ *
+ * Theory of operation: the caller owns the tap side (pasta's tap device, passt's
+ * qemu socket) and registers its descriptor with the loop; it hands every frame
+ * it reads to `handleFrame` and provides the output (FrameOutput) the protocols
+ * write into. This module builds the rest once: the ingress dispatcher, ICMP
+ * echo, TCP and UDP translation over one flow table and one set of address
+ * rules, the -t/-u listeners (and pasta's `auto` detector when the caller can
+ * open the namespace's /proc files), periodic router advertisements, pcap
+ * capture, and the end-of-turn flush: protocol hooks first (ACKs), the tap last.
+ */
+import type { Config } from "./config/config.ts";
+import { formatStartupSummary } from "./config/host.ts";
+import type { NetworkPlan } from "./config/network.ts";
+import { FORWARD_NONE } from "./config/ports.ts";
+import type { DataPathContext, FrameOutput } from "./flow/context.ts";
+import { FlowTable } from "./flow/flow.ts";
+import { PortForwarder } from "./flow/forward.ts";
+import { initialGuestState } from "./flow/guest.ts";
+import { AddressMap } from "./flow/nat.ts";
+import { log } from "./log.ts";
+import { EventLoop } from "./loop.ts";
+import {
+  closeProcNet,
+  openProcNet,
+  PortAutoDetector,
+  type ProcNetFiles,
+} from "./pasta/autodetect.ts";
+import { IcmpEcho } from "./protocols/icmp.ts";
+import { ndpRouterAdvertisement } from "./protocols/ndp.ts";
+import type { PacketView } from "./protocols/packet.ts";
+import { TcpTranslator } from "./protocols/tcp.ts";
+import { UdpTranslator } from "./protocols/udp.ts";
+import { Ingress } from "./tap/ingress.ts";
+import { openPcap } from "./tap/pcap.ts";
+import type { FrameTap } from "./tap/tap.ts";
+
+/** How often unsolicited router advertisements go out (ms). */
+const RA_INTERVAL_MS = 60_000;
+
+/** What the data path needs from the tap side. */
+export interface TapSide extends FrameOutput {
+  /** Copy a frame built elsewhere into the output queue. */
+  send(view: PacketView): void;
+  /** Capture every frame crossing the tap side. */
+  setCapture(capture: FrameTap | undefined): void;
+}
+
+/** Opens a file inside the target namespace (pasta), or undefined (passt). */
+export type NamespaceOpen = (path: string, flags: number) => number;
+
+/** The running data path. */
+export interface DataPath {
+  /** The event loop everything is registered with. */
+  readonly loop: EventLoop;
+  /** Hand one frame from the guest to the services (bound once, no allocation). */
+  readonly handleFrame: (frame: PacketView) => void;
+  /** The dispatcher (counters). */
+  readonly ingress: Ingress;
+  /** TCP translation, unless --no-tcp. */
+  readonly tcp: TcpTranslator | undefined;
+  /** UDP translation, unless --no-udp. */
+  readonly udp: UdpTranslator | undefined;
+  /** Listeners for -t/-u. */
+  readonly inbound: PortForwarder;
+  /** Start what sends on its own (router advertisements) once the tap is ready. */
+  start(): void;
+  /** Close every socket of the data path. */
+  close(): void;
+}
+
+/** Build the data path around `tap`. Throws (with a clear message) on setup failures. */
+export function startDataPath(
+  config: Config,
+  plan: NetworkPlan,
+  tap: TapSide,
+  nsOpen: NamespaceOpen | undefined,
+): DataPath {
+  const loop = new EventLoop();
+  loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
+  const guest = initialGuestState(plan.ip4?.address, plan.ip6?.address);
+  const ingress = new Ingress(plan, guest, tap);
+  if (config.pcapFile !== undefined) {
+    tap.setCapture(openPcap(config.pcapFile));
+    log.info(`Saving packet capture to ${config.pcapFile}`);
+  }
+  if (!config.noIcmp) {
+    ingress.setEcho(
+      new IcmpEcho(loop, {
+        ourMac: plan.ourMac,
+        guest,
+        ipv4: plan.ip4 !== undefined,
+        ipv6: plan.ip6 !== undefined,
+        outboundAddr4: config.ip4.outbound,
+        outboundAddr6: config.ip6.outbound,
+        outboundIf4: config.ip4.outboundIf,
+        outboundIf6: config.ip6.outboundIf,
+        mapHostLoopback4: plan.ip4?.mapHostLoopback,
+        mapHostLoopback6: plan.ip6?.mapHostLoopback,
+        mapGuestAddr4: plan.ip4?.mapGuestAddr,
+        mapGuestAddr6: plan.ip6?.mapGuestAddr,
+        guestAssigned4: plan.ip4?.address,
+        guestAssigned6: plan.ip6?.address,
+      }, tap.send.bind(tap)),
+    );
+  }
+  const ctx: DataPathContext = {
+    config,
+    loop,
+    tap,
+    plan,
+    guest,
+    flows: new FlowTable(),
+    nat: new AddressMap(plan, guest),
+  };
+  const tcp = config.noTcp ? undefined : new TcpTranslator(ctx);
+  ingress.setTcp(tcp);
+  const udp = config.noUdp ? undefined : new UdpTranslator(ctx);
+  ingress.setUdp(udp);
+
+  const inbound = new PortForwarder(loop, {
+    tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,
+    udp: udp === undefined ? FORWARD_NONE : config.udpIn,
+    ipv4: plan.ip4 !== undefined,
+    ipv6: plan.ip6 !== undefined,
+    onTcpAccept: (_listener, fd, peer, peerLength, targetPort) =>
+      tcp?.acceptInbound(fd, peer, peerLength, targetPort),
+    onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
+    onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
+    name: "inbound",
+  });
+  const autoTcp = tcp !== undefined && config.tcpIn.mode === "auto";
+  const autoUdp = udp !== undefined && config.udpIn.mode === "auto";
+  let nsFiles: ProcNetFiles | undefined;
+  if (nsOpen !== undefined && (autoTcp || autoUdp)) {
+    nsFiles = openProcNet(nsOpen);
+    new PortAutoDetector({
+      files: nsFiles,
+      forwarder: inbound,
+      tcp: autoTcp,
+      udp: autoUdp,
+      // No -T/-U listeners of ours in the namespace yet: nothing to exclude.
+      ownPort: () => false,
+      name: "-t/-u auto",
+    }).start(loop);
+  }
+  // Last: protocols queue frames (ACKs…) in their own end-of-turn hooks first.
+  loop.addEndOfTurn(() => tap.flush());
+
+  const ndp = ingress.ndpParams;
+  return {
+    loop,
+    handleFrame: ingress.handle.bind(ingress),
+    ingress,
+    tcp,
+    udp,
+    inbound,
+    start() {
+      if (ndp === undefined || !ndp.raEnabled) return;
+      const sendRa = () => {
+        const length = ndpRouterAdvertisement(ndp, tap.next());
+        if (length > 0) tap.queue(length);
+      };
+      sendRa();
+      loop.addTimer("router-advertisement", RA_INTERVAL_MS, sendRa);
+    },
+    close() {
+      inbound.close();
+      if (nsFiles !== undefined) closeProcNet(nsFiles);
+      tcp?.close();
+      udp?.close();
+      tap.flush();
+    },
+  };
+}
+
+/** The startup summary lines (interfaces, ARP/DHCP/NDP assignments). */
+export function startupSummary(plan: NetworkPlan, namespaceIf?: string): string[] {
+  return formatStartupSummary({
+    ...(plan.ip4 === undefined ? {} : { outboundIf4: plan.ip4.hostIfname }),
+    ...(plan.ip6 === undefined ? {} : { outboundIf6: plan.ip6.hostIfname }),
+    ...(namespaceIf === undefined ? {} : { namespaceIf }),
+    arpAddress: plan.ourMac,
+    ...(plan.ip4 === undefined || !plan.dhcp ? {} : {
+      dhcp: {
+        assign: plan.ip4.address,
+        prefixLength: plan.ip4.prefixLength,
+        ...(plan.ip4.gateway === undefined ? {} : { router: plan.ip4.gateway }),
+        dns: plan.ip4.dns,
+        search: plan.search,
+      },
+    }),
+    ...(plan.ip6 === undefined ? {} : {
+      ndp: {
+        assign: plan.ip6.address,
+        router: plan.ip6.ourLinkLocal,
+        dns: plan.ip6.dns,
+        search: plan.search,
+      },
+    }),
+  });
+}
