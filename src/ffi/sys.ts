@@ -88,7 +88,7 @@ export function encodeSockaddrIn(out: Uint8Array, addr: Uint8Array, port: number
   out[1] = 0;
   out[2] = port >>> 8;
   out[3] = port & 0xff;
-  out.set(addr.subarray(0, 4), 4);
+  for (let i = 0; i < 4; i++) out[4 + i] = addr[i]!;
   return SOCKADDR_IN_SIZE;
 }
 
@@ -107,9 +107,31 @@ export function encodeSockaddrIn6(
   out[1] = 0;
   out[2] = port >>> 8;
   out[3] = port & 0xff;
-  out.set(addr.subarray(0, 16), 8);
-  new DataView(out.buffer, out.byteOffset).setUint32(24, scopeId, true);
+  for (let i = 0; i < 16; i++) out[8 + i] = addr[i]!;
+  out[24] = scopeId & 0xff; // sin6_scope_id: host order
+  out[25] = (scopeId >>> 8) & 0xff;
+  out[26] = (scopeId >>> 16) & 0xff;
+  out[27] = scopeId >>> 24;
   return SOCKADDR_IN6_SIZE;
+}
+
+const ANY16 = new Uint8Array(16);
+
+/**
+ * Write a sockaddr_in (`v6` false) or sockaddr_in6 for the first 4 or 16 bytes
+ * of `addr` (undefined: the unspecified address), `port` (host order) and
+ * `scopeId` into `out`; returns its length. Allocation-free, for the data path.
+ */
+export function encodeSockaddr(
+  out: Uint8Array,
+  addr: Uint8Array | undefined,
+  v6: boolean,
+  port: number,
+  scopeId = 0,
+): number {
+  return v6
+    ? encodeSockaddrIn6(out, addr ?? ANY16, port, scopeId)
+    : encodeSockaddrIn(out, addr ?? ANY16, port);
 }
 
 /** A sockaddr_un for a filesystem `path` (at most 107 bytes). Setup time only. */

@@ -110,7 +110,6 @@ const ICMP6_MAX = 65535;
 /** Hop limit / TTL of replies we write: they reach the guest directly. */
 const REPLY_TTL = 255;
 /** Sizes of struct sockaddr_in / sockaddr_in6, bytes. */
-const SA4_LEN = 16;
 const SA6_LEN = 28;
 
 import type { GuestState } from "../flow/guest.ts";
@@ -413,7 +412,7 @@ export class IcmpEcho {
     }
     const flow = this.#flows[slot]!;
     pkt.copyOut(icmp, length, this.#tx);
-    const saLen = this.#sockaddr(flow.target, v6, 0, flow.scopeId);
+    const saLen = sys.encodeSockaddr(this.#sa, flow.target, v6, 0, flow.scopeId);
     const sent = sys.sendto(flow.fd, this.#tx, length, 0, this.#sa, saLen);
     if (sent < 0) {
       if (log.debugging) {
@@ -519,9 +518,9 @@ export class IcmpEcho {
     let socketId = id;
     if (
       this.#idUsers[idBase + id] !== 0 ||
-      sys.tryBind(fd, this.#sa, this.#sockaddr(local, v6, id, 0)) < 0
+      sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, id, 0)) < 0
     ) {
-      const r = sys.tryBind(fd, this.#sa, this.#sockaddr(local, v6, 0, 0));
+      const r = sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, 0, 0));
       if (r < 0) return this.#failSocket(fd, "bind", r);
       const n = sys.tryGetsockname(fd, this.#sa, this.#peerLen);
       if (n < 0) return this.#failSocket(fd, "getsockname", n);
@@ -580,29 +579,6 @@ export class IcmpEcho {
       flow.scopeId = this.#scope6;
     }
     return true;
-  }
-
-  /**
-   * Writes a sockaddr_in/sockaddr_in6 for `addr` (its first 4 or 16 bytes; the
-   * unspecified address if undefined), `port` (host number) and `scopeId` into
-   * #sa; returns its length.
-   */
-  #sockaddr(addr: Uint8Array | undefined, v6: boolean, port: number, scopeId: number): number {
-    const sa = this.#sa;
-    sa.fill(0);
-    sa[0] = v6 ? AF.INET6 : AF.INET; // sa_family: host order (little-endian)
-    sa[2] = port >>> 8; // port: network order
-    sa[3] = port & 0xff;
-    if (!v6) {
-      if (addr !== undefined) { for (let i = 0; i < 4; i++) sa[4 + i] = addr[i]!; }
-      return SA4_LEN;
-    }
-    if (addr !== undefined) { for (let i = 0; i < 16; i++) sa[8 + i] = addr[i]!; }
-    sa[24] = scopeId & 0xff; // sin6_scope_id: host order
-    sa[25] = (scopeId >>> 8) & 0xff;
-    sa[26] = (scopeId >>> 16) & 0xff;
-    sa[27] = scopeId >>> 24;
-    return SA6_LEN;
   }
 
   /** Readiness of a flow's socket: read its replies (bounded) and pass them on. */

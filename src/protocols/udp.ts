@@ -592,12 +592,12 @@ export class UdpTranslator implements TransportHandler {
       if (r < 0) return this.#failSocket(index, fd, "SO_BINDTODEVICE", r);
     }
     const local = toLoopback ? undefined : v6 ? ctx.config.ip6.outbound : ctx.config.ip4.outbound;
-    if (sys.tryBind(fd, this.#sa, this.#sockaddr(local, v6, sport, 0)) < 0) {
-      r = sys.tryBind(fd, this.#sa, this.#sockaddr(local, v6, 0, 0));
+    if (sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, sport, 0)) < 0) {
+      r = sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, 0, 0));
       if (r < 0) return this.#failSocket(index, fd, "bind", r);
       this.stats.portRemapped++;
     }
-    r = sys.connect(fd, this.#sa, this.#sockaddr(target, v6, dport, scope));
+    r = sys.connect(fd, this.#sa, sys.encodeSockaddr(this.#sa, target, v6, dport, scope));
     if (r < 0) return this.#failSocket(index, fd, "connect", r);
     r = ctx.loop.add(fd, this.#flowKind, index, EPOLL.IN);
     if (r < 0) return this.#failSocket(index, fd, "epoll_ctl", r);
@@ -635,28 +635,6 @@ export class UdpTranslator implements TransportHandler {
     this.#ctx.flows.free(index);
     if (log.debugging) log.debug(`UDP: flow socket: ${call}: ${sys.errnoName(-negErrno)}`);
     return this.#drop("socket");
-  }
-
-  /**
-   * Writes a sockaddr_in/in6 for `addr` (first 4 or 16 bytes; unspecified if
-   * undefined), `port` and `scopeId` into #sa; returns its length.
-   */
-  #sockaddr(addr: Uint8Array | undefined, v6: boolean, port: number, scopeId: number): number {
-    const sa = this.#sa;
-    sa.fill(0);
-    sa[0] = v6 ? AF.INET6 : AF.INET; // sa_family: host order (little-endian)
-    sa[2] = port >>> 8; // port: network order
-    sa[3] = port & 0xff;
-    if (!v6) {
-      if (addr !== undefined) { for (let i = 0; i < 4; i++) sa[4 + i] = addr[i]!; }
-      return SA4_LEN;
-    }
-    if (addr !== undefined) { for (let i = 0; i < 16; i++) sa[8 + i] = addr[i]!; }
-    sa[24] = scopeId & 0xff; // sin6_scope_id: host order
-    sa[25] = (scopeId >>> 8) & 0xff;
-    sa[26] = (scopeId >>> 16) & 0xff;
-    sa[27] = scopeId >>> 24;
-    return SA6_LEN;
   }
 
   /**
