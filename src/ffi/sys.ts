@@ -262,6 +262,20 @@ export function getsockoptInt(fd: number, level: number, name: number): number {
   return v[0]!;
 }
 
+/**
+ * getsockopt(2) into `value` with `len` a 4-byte buffer holding its size:
+ * 0 or -errno, nothing allocated (data path).
+ */
+export function tryGetsockoptRaw(
+  fd: number,
+  level: number,
+  name: number,
+  value: Uint8Array<ArrayBuffer>,
+  len: Uint8Array<ArrayBuffer>,
+): number {
+  return c.getsockopt(fd, level, name, value, len) < 0 ? -lastErrno() : 0;
+}
+
 /** shutdown(2), returning 0 or -errno. */
 export function shutdown(fd: number, how: number): number {
   return c.shutdown(fd, how) < 0 ? -lastErrno() : 0;

@@ -197,6 +197,8 @@ export class TcpTranslator implements TransportHandler {
   #discardBig: Uint8Array<ArrayBuffer> | undefined;
   readonly #intBuf = sys.pinnedBuffer(8);
   readonly #intView = new DataView(this.#intBuf.buffer);
+  readonly #lenBuf = sys.pinnedBuffer(4);
+  readonly #lenView = new DataView(this.#lenBuf.buffer);
   readonly #linger = new Uint8Array(new Int32Array([1, 0]).buffer);
   readonly #sockaddr = sys.pinnedBuffer(SOCKADDR_IN6_SIZE);
   readonly #addrOut = new Uint8Array(16);
@@ -530,6 +532,13 @@ export class TcpTranslator implements TransportHandler {
     }
   }
 
+  /** SO_SNDBUF now, without allocating (0 if it can't be read). */
+  #sndbufNow(fd: number): number {
+    this.#lenView.setUint32(0, 4, true);
+    if (sys.tryGetsockoptRaw(fd, SOL.SOCKET, SO.SNDBUF, this.#intBuf, this.#lenBuf) < 0) return 0;
+    return this.#intView.getInt32(0, true);
+  }
+
   #sockInt(fd: number, name: number): number {
     try {
       return sys.getsockoptInt(fd, SOL.SOCKET, name);
@@ -744,8 +753,11 @@ export class TcpTranslator implements TransportHandler {
   #advertisedWindow(flow: number): number {
     if ((this.#state[flow]! & (S_WRITE_BLOCKED | S_GUEST_FIN)) !== 0) return 0;
     let space = WINDOW_MAX;
-    const sndbuf = this.#sndbuf[flow]!;
-    if (sndbuf > 0 && sys.tryIoctl(this.#sock[flow]!, SIOCOUTQ, this.#intBuf) >= 0) {
+    const fd = this.#sock[flow]!;
+    // The kernel grows the send buffer as the connection speeds up (autotuning):
+    // read it each time rather than trusting the value at connect.
+    const sndbuf = this.#sndbufNow(fd) || this.#sndbuf[flow]!;
+    if (sndbuf > 0 && sys.tryIoctl(fd, SIOCOUTQ, this.#intBuf) >= 0) {
       // The kernel doubles SO_SNDBUF for its bookkeeping: half of it is payload room.
       space = (sndbuf >> 1) - this.#intView.getInt32(0, true);
     }
