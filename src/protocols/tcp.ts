@@ -105,6 +105,11 @@ const RETRIES_MAX = 6;
 const IDLE_TIMEOUT_MS = 7200 * 1000;
 /** How often timers are checked (ms). */
 const TICK_MS = 100;
+/**
+ * How often a zero window is re-checked (ms). The kernel does not wake us when a
+ * send buffer drains unless a write failed, and we close the window before that.
+ */
+const WINDOW_POLL_MS = 2;
 /** Default MSS when the guest's SYN has none (RFC 9293 / RFC 8200 minimums). */
 const DEFAULT_MSS4 = 536;
 const DEFAULT_MSS6 = 1220;
@@ -121,6 +126,7 @@ const S_GUEST_FIN = 0x040; // the guest's FIN received, socket shut for writing
 const S_WRITE_BLOCKED = 0x080; // a write came up short: zero window until writable
 const S_ACK_PENDING = 0x100; // an ACK is owed to the guest this turn
 const S_DUP_ACKS = 0x200; // owe three duplicate ACKs (window reopened)
+const S_WINDOW_ZERO = 0x400; // we advertised a zero window: update the guest when it opens
 
 /** Counters. */
 export interface TcpStats {
@@ -183,6 +189,8 @@ export class TcpTranslator implements TransportHandler {
   readonly #sndbuf = new Int32Array(FLOW_MAX);
   readonly #pending = new Int32Array(FLOW_MAX);
   #pendingCount = 0;
+  #zeroWindowFlows = 0;
+  #windowTimer = -1;
   #highWater = 0;
   #now = 0;
 
@@ -215,6 +223,8 @@ export class TcpTranslator implements TransportHandler {
     this.#kind = ctx.loop.defineKind("tcp", (index, events) => this.#onSocket(index, events));
     ctx.loop.addEndOfTurn(() => this.#flushAcks());
     ctx.loop.addTimer("tcp", TICK_MS, () => this.#tick());
+    this.#windowTimer = ctx.loop.addTimer("tcp-window", WINDOW_POLL_MS, () => this.#pollWindows());
+    sys.timerfdSet(this.#windowTimer, 0, 0); // armed only while a window is shut
     this.#now = sys.monotonicMs();
     // One iovec per msghdr: set the pointer once; lengths change per call.
     this.#msgView.setBigUint64(MSGHDR.iov, sys.addressOf(this.#iov), true);
@@ -283,7 +293,14 @@ export class TcpTranslator implements TransportHandler {
     this.#lastActive[flow] = this.#now;
     const state = this.#state[flow]!;
     if ((flags & RST) !== 0) {
-      this.#close(flow, true);
+      // RFC 5961 3.2: only an RST at exactly the next expected sequence number
+      // resets; one elsewhere gets a challenge ACK (a genuine peer answers it with
+      // an exact RST), so a blind RST cannot tear the connection down.
+      if ((state & S_ESTABLISHED) === 0 || seq === this.#seqFromGuest[flow]) {
+        this.#close(flow, true);
+      } else {
+        this.#owe(flow);
+      }
       return;
     }
     if ((flags & SYN) !== 0) {
@@ -293,6 +310,9 @@ export class TcpTranslator implements TransportHandler {
       return; // a retransmitted SYN, or a SYN-ACK we no longer wait for
     }
     if ((state & S_ESTABLISHED) === 0) return;
+    // A zero-window probe (or any segment while our window is shut) is answered
+    // with our current window.
+    if ((state & S_WINDOW_ZERO) !== 0) this.#owe(flow);
     const moved = (flags & ACK) !== 0 &&
       this.#guestAck(flow, pkt.u32(l4 + TCP_ACK), pkt.u16(l4 + TCP_WIN), l4Length === doff);
     if (this.#sock[flow]! < 0) return; // closed by the ACK (both FINs done)
@@ -677,6 +697,8 @@ export class TcpTranslator implements TransportHandler {
         sys.setIovecAt(this.#iovView, iovIndex++, tap.slotAddress(j, headers), len);
         asked += len;
       }
+      // No frame slot to read into: a zero-length read would look like end-of-file.
+      if (segments === 0) return;
       this.#msgView.setUint32(MSGHDR.iovlen, iovIndex, true);
       const n = sys.recvmsg(this.#sock[flow]!, this.#msghdr, MSG.PEEK | MSG.DONTWAIT);
       if (n === -sys.Errno.EAGAIN) return; // the next data arrival is a new edge
@@ -758,8 +780,10 @@ export class TcpTranslator implements TransportHandler {
     // read it each time rather than trusting the value at connect.
     const sndbuf = this.#sndbufNow(fd) || this.#sndbuf[flow]!;
     if (sndbuf > 0 && sys.tryIoctl(fd, SIOCOUTQ, this.#intBuf) >= 0) {
-      // The kernel doubles SO_SNDBUF for its bookkeeping: half of it is payload room.
-      space = (sndbuf >> 1) - this.#intView.getInt32(0, true);
+      // The whole buffer, though bookkeeping takes part of it: a write that then
+      // comes up short is handled (zero window, duplicate ACKs), and it tells the
+      // kernel that we are limited by the buffer, so autotuning grows it.
+      space = sndbuf - this.#intView.getInt32(0, true);
     }
     return Math.max(0, Math.min(space, WINDOW_MAX));
   }
@@ -816,7 +840,35 @@ export class TcpTranslator implements TransportHandler {
       : l4ChecksumV4(view, out.start + ETH_HLEN, out.start + l4, tcpLength, IPPROTO_TCP);
     out.put16(l4 + TCP_CSUM, csum);
     if ((flags & ACK) !== 0) this.#lastAckValue[flow] = this.#seqFromGuest[flow]!;
+    if ((flags & RST) === 0) {
+      // Less than one segment is as good as shut: the guest waits (silly window
+      // avoidance) until we say more, so it must hear when the window opens.
+      const zero = (flags & SYN) === 0 && window < this.#guestMss[flow]!;
+      const state = this.#state[flow]!;
+      if (zero && (state & S_WINDOW_ZERO) === 0 && this.#sock[flow]! >= 0) {
+        this.#state[flow] = state | S_WINDOW_ZERO;
+        if (this.#zeroWindowFlows++ === 0) {
+          sys.timerfdSet(this.#windowTimer, WINDOW_POLL_MS, WINDOW_POLL_MS);
+        }
+      } else if (!zero && (state & S_WINDOW_ZERO) !== 0) {
+        this.#clearWindowZero(flow);
+      }
+    }
     return l4 + tcpLength;
+  }
+
+  #clearWindowZero(flow: number): void {
+    this.#state[flow]! &= ~S_WINDOW_ZERO;
+    if (--this.#zeroWindowFlows === 0) sys.timerfdSet(this.#windowTimer, 0, 0);
+  }
+
+  /** Flows whose window we shut: send a window update once their socket has room. */
+  #pollWindows(): void {
+    for (let flow = 0; flow < this.#highWater && this.#zeroWindowFlows > 0; flow++) {
+      if ((this.#state[flow]! & S_WINDOW_ZERO) === 0 || this.#sock[flow]! < 0) continue;
+      if (this.#advertisedWindow(flow) < this.#guestMss[flow]!) continue;
+      this.#sendFlags(flow, ACK); // carries the open window, clears the flag
+    }
   }
 
   /** A segment without data carrying `flags`. */
@@ -935,6 +987,7 @@ export class TcpTranslator implements TransportHandler {
       if (abort) sys.trySetsockoptBytes(fd, SOL.SOCKET, 13, /* SO_LINGER */ this.#linger);
       sys.close(fd);
     }
+    if ((this.#state[flow]! & S_WINDOW_ZERO) !== 0) this.#clearWindowZero(flow);
     this.#sock[flow] = -1;
     this.#state[flow] = 0;
     this.#events[flow] = 0;
