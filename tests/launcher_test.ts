@@ -80,9 +80,9 @@ Deno.test("an unknown option gets getopt's wording and exit status 1", async () 
 
 Deno.test("an option whose feature is not built yet is refused by name", async () => {
   requireBuilt();
-  const r = await run(passt, ["-f", "--no-udp"]);
+  const r = await run(passt, ["-f", "--runas", "0"]);
   assert.equal(r.code, 1);
-  assert.equal(r.stderr.trim(), "passt: --no-udp: not supported yet");
+  assert.equal(r.stderr.trim(), "passt: --runas: not supported yet");
 });
 
 Deno.test("passt goes to the background, writes the worker's PID, and ends on SIGTERM", async () => {

@@ -1,0 +1,171 @@
+/**
+ * passt: one qemu (or any client of the stream protocol) at a time, over a
+ * UNIX domain socket.
+ *
+ * Theory of operation. After host discovery and the network plan (as pasta),
+ * the data path is built around one StreamTap (tap/stream.ts), with no
+ * namespace: -t/-u listen on the host and nothing is detected automatically.
+ * The client's socket is either accepted on the listening socket (-s PATH, or
+ * the first free /tmp/passt_N.socket) or given by -F FD, already connected.
+ * One client at a time: while one is connected, a further connection is
+ * accepted and closed at once. When the client goes (it closed the
+ * connection, or broke the framing with a zero or oversized length), passt
+ * waits for the next one, unless -1/--one-off or -F, where it exits 0.
+ *
+ * The listening socket is bound, and the startup summary and the qemu hint
+ * printed, before readiness is announced (and the starter returns, unless
+ * -f). The socket file is removed at exit.
+ */
+import type { PasstConfig } from "./config/config.ts";
+import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "./datapath.ts";
+import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
+import * as sys from "./ffi/sys.ts";
+import { log } from "./log.ts";
+import { announceReady, LOOP_SIGNALS, reapChildren } from "./process.ts";
+import {
+  openPasstListener,
+  type PasstListener,
+  qemuHint,
+  removePasstListener,
+} from "./tap/passt_socket.ts";
+import { StreamRead, StreamTap } from "./tap/stream.ts";
+
+/** fcntl commands for the -F descriptor's status flags. */
+const F_GETFL = 3;
+const F_SETFL = 4;
+
+/** Events watched on the client socket (EPOLLOUT is added while output waits). */
+const CLIENT_EVENTS = EPOLL.IN | EPOLL.RDHUP;
+
+/** Run passt with `config` (signals already blocked); returns the exit status. */
+export function runPasst(config: PasstConfig): number {
+  const plan = resolveNetwork(config);
+  if (plan === undefined) return 1;
+
+  let listener: PasstListener | undefined;
+  if (config.fd === undefined) {
+    try {
+      listener = openPasstListener(config.socketPath);
+    } catch (e) {
+      log.err(e instanceof Error ? e.message : String(e));
+      return 1;
+    }
+  } else if (!makeNonblocking(config.fd)) {
+    log.err(`--fd: ${config.fd} is not an open descriptor`);
+    return 1;
+  }
+
+  let clientKind = -1;
+  let dp: DataPath;
+  const tap = new StreamTap((fd, blocked) => {
+    dp.loop.modify(fd, clientKind, 0, blocked ? CLIENT_EVENTS | EPOLL.OUT : CLIENT_EVENTS);
+  });
+  try {
+    dp = startDataPath(config, plan, tap, undefined);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    if (listener !== undefined) removePasstListener(listener);
+    return 1;
+  }
+  const loop = dp.loop;
+  const handleFrame = dp.handleFrame;
+
+  /** Forget the client; the end of passt unless it waits for the next one. */
+  const disconnect = (why: string) => {
+    const fd = tap.fd;
+    if (fd < 0) return;
+    loop.remove(fd);
+    tap.detach();
+    sys.close(fd);
+    if (config.oneOff) {
+      log.info(`${why}: exiting (one-off)`);
+      loop.stop(0);
+    } else {
+      log.info(`${why}: waiting for the next client`);
+    }
+  };
+
+  const attach = (fd: number) => {
+    const r = loop.add(fd, clientKind, 0, CLIENT_EVENTS);
+    if (r < 0) {
+      log.err(`cannot watch the client socket: ${sys.errnoMessage(-r)}`);
+      sys.close(fd);
+      return;
+    }
+    tap.attach(fd);
+  };
+
+  clientKind = loop.defineKind("passt-client", (_index, events, fd) => {
+    if (fd !== tap.fd) return;
+    if ((events & EPOLL.OUT) !== 0) tap.resume();
+    if ((events & (EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR)) === 0) return;
+    const r = tap.readFrames(handleFrame);
+    if (r === StreamRead.Closed) disconnect("client closed the connection");
+    else if (r === StreamRead.BadLength) {
+      log.err(`bad frame length ${tap.badLength} from the client: closing the connection`);
+      disconnect("connection closed");
+    } else if ((events & (EPOLL.HUP | EPOLL.ERR)) !== 0) {
+      disconnect("client connection failed");
+    }
+  });
+
+  if (listener !== undefined) {
+    const listenKind = loop.defineKind("passt-listen", (_index, _events, fd) => {
+      const client = sys.accept(fd, SOCK.CLOEXEC | SOCK.NONBLOCK);
+      if (client < 0) return;
+      if (tap.fd >= 0) {
+        log.warn("a client is already connected: refusing another connection");
+        sys.close(client);
+        return;
+      }
+      log.info("accepted a connection from the client");
+      attach(client);
+    });
+    const r = loop.add(listener.fd, listenKind, 0, EPOLL.IN);
+    if (r < 0) throw new sys.SysError("epoll_ctl", -r, "listening socket");
+  }
+
+  loop.addSignals(LOOP_SIGNALS, (info) => {
+    if (info.signo === SIG.CHLD) {
+      reapChildren(() => {});
+    } else if (info.signo === SIG.HUP) {
+      log.debug("SIGHUP ignored");
+    } else {
+      log.info(`terminating on signal ${info.signo}`);
+      loop.stop(0);
+    }
+  });
+
+  dp.start();
+  for (const line of startupSummary(plan)) log.info(line);
+  if (listener !== undefined) { for (const line of qemuHint(listener.path)) log.info(line); }
+  if (config.fd !== undefined) attach(config.fd);
+
+  const stop = () => {
+    dp.close();
+    if (tap.fd >= 0) {
+      const fd = tap.fd;
+      tap.detach();
+      sys.close(fd);
+    }
+    if (listener !== undefined) removePasstListener(listener);
+    loop.close();
+  };
+  try {
+    announceReady(config.pidFile);
+  } catch (e) {
+    log.err(`--pid: ${e instanceof Error ? e.message : e}`);
+    stop();
+    return 1;
+  }
+  const status = loop.run();
+  stop();
+  return status;
+}
+
+/** Set O_NONBLOCK on `fd`; false if it is not an open descriptor. */
+function makeNonblocking(fd: number): boolean {
+  const flags = sys.tryFcntl(fd, F_GETFL);
+  if (flags < 0) return false;
+  return sys.tryFcntl(fd, F_SETFL, flags | O.NONBLOCK) >= 0;
+}

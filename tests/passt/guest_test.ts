@@ -1,0 +1,169 @@
+/**
+ * A real guest: Debian's kernel and a busybox initramfs (guest/build.sh, cached
+ * under build/guest/) booted by qemu (TCG) with virtio-net over `-netdev stream`
+ * to our passt, all inside the sandbox (tests/sandbox/): nothing reaches a real
+ * network. The guest's init (guest/init.sh) takes a DHCP lease, waits for SLAAC,
+ * pings the gateway over IPv4 and IPv6, fetches a 4 MiB file from a web server
+ * on the sandbox host's loopback through the gateway mapping and prints its
+ * SHA-256, resolves a name through a DNS responder there (UDP), answers a
+ * host-to-guest connection through `-t`, and powers off. Every line it prints is
+ * checked here. Two guests boot one after the other on the same passt.
+ *
+ * Without qemu, the kernel or the sandbox, the test is ignored and its name
+ * says why.
+ */
+import assert from "node:assert/strict";
+import { NET, type Sandbox, sandboxUnavailable, withSandbox } from "../sandbox/sandbox.ts";
+import { PASST, passtMissing } from "./_passt.ts";
+
+const here = new URL(".", import.meta.url).pathname;
+const GUEST_DIR = new URL("../../build/guest/", import.meta.url).pathname;
+const HTTP_PORT = 8080;
+const TCP_PORT = 8022;
+const DNS_NAME = "guest-test.example";
+const DNS_ANSWER = "198.51.100.42";
+const BLOB_SIZE = 4 << 20;
+
+function installed(tool: string): boolean {
+  return ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((d) => {
+    try {
+      return Deno.statSync(`${d}/${tool}`).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Why the guest can't be booted here, or undefined (builds the guest if needed). */
+function guestUnavailable(): string | undefined {
+  const missing = sandboxUnavailable() ?? passtMissing();
+  if (missing) return missing;
+  for (const tool of ["qemu-system-x86_64", "python3", "busybox", "socat"]) {
+    if (!installed(tool)) return `${tool} is not installed (.ci/run installs it)`;
+  }
+  if (Deno.build.arch !== "x86_64") return `the guest is x86_64, this is ${Deno.build.arch}`;
+  const out = new Deno.Command("sh", {
+    args: [`${here}guest/build.sh`, GUEST_DIR],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (out.success) return undefined;
+  return text.startsWith("unavailable: ")
+    ? text.slice("unavailable: ".length)
+    : `guest build failed: ${text} ${new TextDecoder().decode(out.stderr).trim()}`;
+}
+
+const unavailable = guestUnavailable();
+if (unavailable) console.error(`tests/passt/guest_test.ts ignored: ${unavailable}`);
+
+/** Boot the guest against `socket`; returns its "GUEST: " lines. */
+async function bootGuest(sb: Sandbox, socket: string): Promise<string[]> {
+  // The host's side of the -t forward: connect until the guest listens.
+  const client = sb.run([
+    "sh",
+    "-c",
+    `for i in $(seq 1 300); do
+       r=$(echo hello-from-host | socat -t 5 - TCP:127.0.0.1:${TCP_PORT} 2>/dev/null)
+       [ -n "$r" ] && { echo "$r"; exit 0; }
+       sleep 0.2
+     done; exit 1`,
+  ], { timeoutMs: 90_000 });
+  const qemu = await sb.run([
+    "qemu-system-x86_64",
+    "-accel",
+    "tcg",
+    "-m",
+    "256",
+    "-nographic",
+    "-no-reboot",
+    "-kernel",
+    `${GUEST_DIR}vmlinuz`,
+    "-initrd",
+    `${GUEST_DIR}initramfs.gz`,
+    "-append",
+    `console=ttyS0 quiet panic=-1 guest.http=${HTTP_PORT} guest.tcp=${TCP_PORT} ` +
+    `guest.name=${DNS_NAME} guest.gw6=${NET.gateway6}`,
+    "-device",
+    "virtio-net-pci,netdev=s",
+    "-netdev",
+    `stream,id=s,server=off,addr.type=unix,addr.path=${socket}`,
+  ], { timeoutMs: 90_000 });
+  const reply = await client;
+  assert.equal(qemu.code, 0, `qemu: ${qemu.stderr}\n${qemu.stdout}`);
+  assert.equal(reply.stdout.trim(), "reply:hello-from-host", "the guest answered through -t");
+  const lines = qemu.stdout.split(/\r?\n/).map((l) => l.slice(l.indexOf("GUEST: ")))
+    .filter((l) => l.startsWith("GUEST: ")).map((l) => l.slice("GUEST: ".length));
+  return lines;
+}
+
+/** Check every line the guest printed, in order. */
+function assertGuestLines(lines: string[], blobSum: string, run: string): void {
+  const expected: (string | RegExp)[] = [
+    /^link 52:54:00:12:34:56$/,
+    new RegExp(
+      `^lease ip=${NET.host4} mask=${NET.prefix4} router=${NET.gateway4} ` +
+        `dns=${NET.nameservers[0]} mtu=65520 domain=${NET.search[0]} search=${NET.search[0]}$`,
+    ),
+    // SLAAC: the /64 of the host's prefix with the guest's EUI-64, via passt's link-local.
+    /^slaac 2001:db8:1:0:5054:ff:fe12:3456\/64 via fe80::[0-9a-f:]+$/,
+    `ping4 ${NET.gateway4} ok`,
+    `ping6 ${NET.gateway6} ok`,
+    `sha256 ${blobSum}`,
+    `dns ${DNS_NAME} ${DNS_ANSWER}`,
+    `listening ${TCP_PORT}`,
+    "tcp got hello-from-host",
+    "done",
+  ];
+  const all = lines.join("\n");
+  assert.equal(lines.length, expected.length, `${run}: the guest printed:\n${all}`);
+  expected.forEach((e, i) => {
+    if (typeof e === "string") assert.equal(lines[i], e, `${run}: line ${i}\n${all}`);
+    else assert.match(lines[i]!, e, `${run}: line ${i}\n${all}`);
+  });
+}
+
+Deno.test({
+  name: unavailable === undefined
+    ? "passt: two real guests in a row (qemu, virtio-net): DHCP, SLAAC, ping, TCP, UDP, -t"
+    : `passt: real guests (ignored: ${unavailable})`,
+  ignore: unavailable !== undefined,
+  fn: () =>
+    withSandbox(async (sb) => {
+      const blob = `${sb.dir}/blob`;
+      const sum = await sb.run([
+        "sh",
+        "-c",
+        `head -c ${BLOB_SIZE} /dev/urandom >${blob} && sha256sum ${blob}`,
+      ]);
+      assert.equal(sum.code, 0, sum.stderr);
+      const blobSum = sum.stdout.split(" ")[0]!;
+      const socket = `${sb.dir}/passt.socket`;
+      const servers = [
+        await sb.spawn(["busybox", "httpd", "-f", "-p", `127.0.0.1:${HTTP_PORT}`, "-h", sb.dir], {
+          timeoutMs: 120_000,
+        }),
+        await sb.spawn(["python3", `${here}dns_responder.py`, "53", DNS_ANSWER], {
+          timeoutMs: 120_000,
+        }),
+      ];
+      const passt = await sb.spawn([PASST, "-f", "-s", socket, "-t", String(TCP_PORT)], {
+        timeoutMs: 120_000,
+      });
+      try {
+        assert.ok(
+          await sb.waitFor(async () => (await sb.run(["test", "-S", socket])).code === 0, 15_000),
+          "passt binds its socket",
+        );
+        assertGuestLines(await bootGuest(sb, socket), blobSum, "first guest");
+        assertGuestLines(await bootGuest(sb, socket), blobSum, "second guest");
+        assert.ok(await passt.alive(), "passt waits for the next guest");
+      } finally {
+        await passt.kill();
+        for (const s of servers) await s.kill();
+      }
+      const r = await passt.result;
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr.match(/accepted a connection/g)?.length, 2, r.stderr);
+    }),
+});
