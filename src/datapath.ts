@@ -10,14 +10,20 @@
  * rules, the -t/-u listeners (and pasta's `auto` detector when the caller can
  * open the namespace's /proc files), periodic router advertisements, pcap
  * capture, and the end-of-turn flush: protocol hooks first (ACKs), the tap last.
+ *
+ * pasta also passes a way to make sockets inside the namespace: then connections
+ * to a -t port that come through the host's loopback skip the tap altogether and
+ * are spliced to the namespace's loopback (src/protocols/tcp_splice.ts); the
+ * rest, from other hosts, still go through TCP translation over the tap.
  */
 import type { Config } from "./config/config.ts";
-import { formatStartupSummary } from "./config/host.ts";
-import type { NetworkPlan } from "./config/network.ts";
+import { discoverHost, formatStartupSummary } from "./config/host.ts";
+import { type NetworkPlan, planNetwork } from "./config/network.ts";
+import { readResolvConf } from "./config/resolv.ts";
 import { FORWARD_NONE } from "./config/ports.ts";
 import type { DataPathContext, FrameOutput } from "./flow/context.ts";
 import { FlowTable } from "./flow/flow.ts";
-import { PortForwarder } from "./flow/forward.ts";
+import { type ForwardProto, PortForwarder } from "./flow/forward.ts";
 import { initialGuestState } from "./flow/guest.ts";
 import { AddressMap } from "./flow/nat.ts";
 import { log } from "./log.ts";
@@ -32,6 +38,7 @@ import { IcmpEcho } from "./protocols/icmp.ts";
 import { ndpRouterAdvertisement } from "./protocols/ndp.ts";
 import type { PacketView } from "./protocols/packet.ts";
 import { TcpTranslator } from "./protocols/tcp.ts";
+import { TcpSplicer } from "./protocols/tcp_splice.ts";
 import { UdpTranslator } from "./protocols/udp.ts";
 import { Ingress } from "./tap/ingress.ts";
 import { openPcap } from "./tap/pcap.ts";
@@ -51,6 +58,9 @@ export interface TapSide extends FrameOutput {
 /** Opens a file inside the target namespace (pasta), or undefined (passt). */
 export type NamespaceOpen = (path: string, flags: number) => number;
 
+/** socket(2) inside the target namespace (pasta): the descriptor or -errno. */
+export type NamespaceSocket = (domain: number, type: number, protocol: number) => number;
+
 /** The running data path. */
 export interface DataPath {
   /** The event loop everything is registered with. */
@@ -65,6 +75,8 @@ export interface DataPath {
   readonly udp: UdpTranslator | undefined;
   /** Listeners for -t/-u. */
   readonly inbound: PortForwarder;
+  /** The local TCP fast path between namespaces (pasta with TCP), else undefined. */
+  readonly tcpSplice: TcpSplicer | undefined;
   /** Start what sends on its own (router advertisements) once the tap is ready. */
   start(): void;
   /** Close every socket of the data path. */
@@ -77,6 +89,8 @@ export function startDataPath(
   plan: NetworkPlan,
   tap: TapSide,
   nsOpen: NamespaceOpen | undefined,
+  nsSocket?: NamespaceSocket,
+  nsOwnPort: (proto: ForwardProto, port: number) => boolean = () => false,
 ): DataPath {
   const loop = new EventLoop();
   loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
@@ -120,13 +134,21 @@ export function startDataPath(
   const udp = config.noUdp ? undefined : new UdpTranslator(ctx);
   ingress.setUdp(udp);
 
+  const tcpSplice = tcp === undefined || nsSocket === undefined
+    ? undefined
+    : new TcpSplicer(loop, { nsSocket });
   const inbound = new PortForwarder(loop, {
     tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,
     udp: udp === undefined ? FORWARD_NONE : config.udpIn,
     ipv4: plan.ip4 !== undefined,
     ipv6: plan.ip6 !== undefined,
-    onTcpAccept: (_listener, fd, peer, peerLength, targetPort) =>
-      tcp?.acceptInbound(fd, peer, peerLength, targetPort),
+    onTcpAccept: (_listener, fd, peer, peerLength, targetPort, v6) => {
+      if (tcpSplice !== undefined && TcpSplicer.isLocalPeer(peer, v6)) {
+        tcpSplice.spliceToNamespace(fd, targetPort, v6);
+      } else {
+        tcp?.acceptInbound(fd, peer, peerLength, targetPort);
+      }
+    },
     onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
     onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
     name: "inbound",
@@ -141,8 +163,8 @@ export function startDataPath(
       forwarder: inbound,
       tcp: autoTcp,
       udp: autoUdp,
-      // No -T/-U listeners of ours in the namespace yet: nothing to exclude.
-      ownPort: () => false,
+      // Ports our -T/-U listeners hold in the namespace are not mirrored back.
+      ownPort: nsOwnPort,
       name: "-t/-u auto",
     }).start(loop);
   }
@@ -157,6 +179,7 @@ export function startDataPath(
     tcp,
     udp,
     inbound,
+    tcpSplice,
     start() {
       if (ndp === undefined || !ndp.raEnabled) return;
       const sendRa = () => {
@@ -168,12 +191,34 @@ export function startDataPath(
     },
     close() {
       inbound.close();
+      tcpSplice?.close();
       if (nsFiles !== undefined) closeProcNet(nsFiles);
       tcp?.close();
       udp?.close();
       tap.flush();
     },
   };
+}
+
+/**
+ * Discover the host (interfaces, routes, resolvers) and plan the guest's
+ * network from it and `config`; logs and returns undefined on failure.
+ */
+export function resolveNetwork(config: Config): NetworkPlan | undefined {
+  const ifname4 = config.interfaceName ?? config.ip4.outboundIf;
+  const ifname6 = config.interfaceName ?? config.ip6.outboundIf;
+  try {
+    const host = discoverHost({
+      ...(ifname4 === undefined ? {} : { ifname4 }),
+      ...(ifname6 === undefined ? {} : { ifname6 }),
+      ipv4Only: config.ipv4Only,
+      ipv6Only: config.ipv6Only,
+    });
+    return planNetwork(config, host, readResolvConf());
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    return undefined;
+  }
 }
 
 /** The startup summary lines (interfaces, ARP/DHCP/NDP assignments). */

@@ -51,6 +51,7 @@ export const SO = {
   SNDBUF: 7,
   RCVBUF: 8,
   KEEPALIVE: 9,
+  LINGER: 13,
   REUSEPORT: 15,
   RCVLOWAT: 18,
   SNDBUFFORCE: 32,

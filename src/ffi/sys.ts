@@ -436,6 +436,14 @@ export function pipe2(flags: number): [number, number] {
   return [fds[0]!, fds[1]!];
 }
 
+/**
+ * pipe2(2) into `fds` (8 bytes: read end, then write end, host-order int32s): 0 or
+ * -errno. Allocates nothing, for pipes made while the loop runs.
+ */
+export function tryPipe2(fds: Uint8Array<ArrayBuffer>, flags: number): number {
+  return c.pipe2(fds, flags) < 0 ? -lastErrno() : 0;
+}
+
 /** fcntl(2) with an integer argument. Throws on failure. */
 export function fcntl(fd: number, cmd: number, arg = 0): number {
   return checked("fcntl", c.fcntl(fd, cmd, BigInt(arg)));

@@ -169,6 +169,12 @@ export interface PortForwarderOptions {
    * thread's `socket`.
    */
   readonly socket?: (domain: number, type: number, protocol: number) => number;
+  /**
+   * Bind ports given without an address (and "auto" ports) to 127.0.0.1 and ::1
+   * instead of any address: pasta's -T/-U listeners, which only forward local
+   * traffic of the namespace (see tcp_splice.ts). Default false.
+   */
+  readonly bindLoopback?: boolean;
   /** Option names for messages; default "-t" and "-u". */
   readonly tcpOption?: string;
   /** See `tcpOption`. */
@@ -480,6 +486,16 @@ export class PortForwarder {
       const v6only = isUnspecified6(addr) ? !ipv4 : !isV4Mapped6(addr);
       return this.#listen(proto, AF.INET6, addr, ifname, port, target, v6only, made);
     }
+    if (this.#opts.bindLoopback === true) {
+      const r4 = ipv4
+        ? this.#listen(proto, AF.INET, LOOPBACK4, ifname, port, target, true, made)
+        : -sys.Errno.EAFNOSUPPORT;
+      const r6 = ipv6
+        ? this.#listen(proto, AF.INET6, LOOPBACK6, ifname, port, target, true, made)
+        : -sys.Errno.EAFNOSUPPORT;
+      if (made.length > 0) return 0;
+      return r4 < 0 && r4 !== -sys.Errno.EAFNOSUPPORT ? r4 : r6;
+    }
     if (ipv4 && ipv6) {
       const dual = this.#listen(proto, AF.INET6, undefined, ifname, port, target, false, made);
       if (dual === 0) return 0;
@@ -636,6 +652,8 @@ export class PortForwarder {
 
 const ANY4 = new Uint8Array(4);
 const ANY6 = new Uint8Array(16);
+const LOOPBACK4 = new Uint8Array([127, 0, 0, 1]);
+const LOOPBACK6 = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
 
 /**
  * Rewrite, in place, a sockaddr_in6 holding ::ffff:a.b.c.d into the sockaddr_in

@@ -22,10 +22,8 @@
  * namespace side is reached through the namespace thread.
  */
 import type { PastaConfig } from "../config/config.ts";
-import { type NetworkPlan, planNetwork } from "../config/network.ts";
-import { discoverHost } from "../config/host.ts";
-import { readResolvConf } from "../config/resolv.ts";
-import { type DataPath, startDataPath, startupSummary } from "../datapath.ts";
+import type { NetworkPlan } from "../config/network.ts";
+import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "../datapath.ts";
 import { CLONE, EPOLL, O, SIG, WAIT } from "../ffi/layout.ts";
 import { spawnProcess, writeIdMaps } from "../ffi/spawn.ts";
 import * as sys from "../ffi/sys.ts";
@@ -43,6 +41,9 @@ import {
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
+import { closeProcNet, openProcNet, PortAutoDetector, type ProcNetFiles } from "./autodetect.ts";
+import { PortForwarder, readEphemeralRange } from "../flow/forward.ts";
+import { FORWARD_NONE } from "../config/ports.ts";
 
 /** Environment variable telling a re-executed pasta which worker it is (internal). */
 const WORKER_ENV = "PASTA_TS_WORKER";
@@ -178,26 +179,10 @@ interface Worker {
   ns: NsThread;
   tap: TapDevice;
   dp: DataPath;
-}
-
-/** Resolve the host's configuration; logs and returns undefined on failure. */
-function plan(config: PastaConfig): NetworkPlan | undefined {
-  try {
-    const host = discoverHost({
-      ...(config.interfaceName ?? config.ip4.outboundIf) === undefined
-        ? {}
-        : { ifname4: (config.interfaceName ?? config.ip4.outboundIf)! },
-      ...(config.interfaceName ?? config.ip6.outboundIf) === undefined
-        ? {}
-        : { ifname6: (config.interfaceName ?? config.ip6.outboundIf)! },
-      ipv4Only: config.ipv4Only,
-      ipv6Only: config.ipv6Only,
-    });
-    return planNetwork(config, host, readResolvConf());
-  } catch (e) {
-    log.err(e instanceof Error ? e.message : String(e));
-    return undefined;
-  }
+  /** -T/-U: listeners inside the namespace, spliced to the host's loopback. */
+  outbound: PortForwarder;
+  /** The host's /proc/net files, open for -T/-U auto. */
+  hostFiles: ProcNetFiles | undefined;
 }
 
 /** Set up the namespace side and the data path around the tap device. */
@@ -211,7 +196,18 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   }
   const nsTap = setUpNamespace(ns, config, plan);
   const tap = new TapDevice(nsTap.fd);
-  const dp = startDataPath(config, plan, tap, (path, flags) => ns.open(path, flags));
+  // -t/-u auto must not mirror the ports -T/-U bind in the namespace: late-bound.
+  const nsListeners: { forwarder?: PortForwarder } = {};
+  const dp = startDataPath(
+    config,
+    plan,
+    tap,
+    (path, flags) => ns.open(path, flags),
+    (domain, type, protocol) => ns.socket(domain, type, protocol),
+    (proto, port) => nsListeners.forwarder?.isBound(proto, port) ?? false,
+  );
+  const { outbound, hostFiles } = startOutbound(config, plan, ns, dp);
+  nsListeners.forwarder = outbound;
   const handleFrame = dp.handleFrame;
   const loop = dp.loop;
   const tapKind = loop.defineKind("tap", () => {
@@ -224,10 +220,59 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
   dp.start();
   for (const line of startupSummary(plan, nsTap.ifname)) log.info(line);
-  return { loop, ns, tap, dp };
+  return { loop, ns, tap, dp, outbound, hostFiles };
+}
+
+/**
+ * -T/-U: listeners on the namespace's loopback whose connections and datagrams
+ * are spliced to the host's loopback, and for `auto` the detector following the
+ * host's bound ports (ports our own -t/-u listeners hold on the host excluded).
+ */
+function startOutbound(
+  config: PastaConfig,
+  plan: NetworkPlan,
+  ns: NsThread,
+  dp: DataPath,
+): { outbound: PortForwarder; hostFiles: ProcNetFiles | undefined } {
+  const splice = dp.tcpSplice;
+  const outbound = new PortForwarder(dp.loop, {
+    tcp: splice === undefined ? FORWARD_NONE : config.tcpOut,
+    // UDP's local path is not there yet (see udp_splice.ts's absence): nothing bound.
+    udp: FORWARD_NONE,
+    ipv4: plan.ip4 !== undefined,
+    ipv6: plan.ip6 !== undefined,
+    bindLoopback: true,
+    socket: (domain, type, protocol) => ns.socket(domain, type, protocol),
+    ephemeral: readEphemeralRange((path, flags) => ns.open(path, flags)),
+    onTcpAccept: (_listener, fd, _peer, _peerLength, targetPort, v6) => {
+      if (splice !== undefined) splice.spliceToHost(fd, targetPort, v6);
+      else sys.close(fd);
+    },
+    onUdpSocket: () => {},
+    tcpOption: "-T",
+    udpOption: "-U",
+    name: "outbound",
+  });
+  const autoTcp = splice !== undefined && config.tcpOut.mode === "auto";
+  let hostFiles: ProcNetFiles | undefined;
+  if (autoTcp) {
+    hostFiles = openProcNet();
+    new PortAutoDetector({
+      files: hostFiles,
+      forwarder: outbound,
+      tcp: autoTcp,
+      udp: false,
+      // Ports our -t/-u listeners hold on the host are not mirrored back.
+      ownPort: (proto, port) => dp.inbound.isBound(proto, port),
+      name: "-T/-U auto",
+    }).start(dp.loop);
+  }
+  return { outbound, hostFiles };
 }
 
 function stopWorker(w: Worker): void {
+  w.outbound.close();
+  if (w.hostFiles !== undefined) closeProcNet(w.hostFiles);
   w.dp.close();
   w.loop.close();
   w.ns.close();
@@ -256,7 +301,7 @@ function commandLine(config: PastaConfig): { path: string; argv: string[] } | un
 
 /** The worker that spawned a command in a new network namespace: lives as long as it. */
 function runSpawnWorker(config: PastaConfig): number {
-  const network = plan(config);
+  const network = resolveNetwork(config);
   if (network === undefined) return 1;
   const command = commandLine(config);
   if (command === undefined) {
@@ -294,7 +339,7 @@ function runSpawnWorker(config: PastaConfig): number {
   // them finish, for a bounded time, before we go.
   worker.loop.addTimer("command-exit", 100, () => {
     if (exitStatus < 0) return;
-    const open = worker.dp.tcp?.flowCount ?? 0;
+    const open = (worker.dp.tcp?.flowCount ?? 0) + (worker.dp.tcpSplice?.flowCount ?? 0);
     if (open === 0 || sys.monotonicMs() - exitedAt > EXIT_GRACE_MS) worker.loop.stop(exitStatus);
   });
   worker.loop.addSignals(LOOP_SIGNALS, (info) => {
@@ -305,7 +350,8 @@ function runSpawnWorker(config: PastaConfig): number {
         if (pid === commandPid) {
           exitStatus = sys.exitCodeOf(status);
           exitedAt = sys.monotonicMs();
-          if ((worker.dp.tcp?.flowCount ?? 0) === 0) worker.loop.stop(exitStatus);
+          const open = (worker.dp.tcp?.flowCount ?? 0) + (worker.dp.tcpSplice?.flowCount ?? 0);
+          if (open === 0) worker.loop.stop(exitStatus);
         }
       }
     } else if (info.signo === SIG.TERM || info.signo === SIG.HUP) {
@@ -336,7 +382,7 @@ function runJoinWorker(config: PastaConfig): number {
     ? target.path
     : undefined;
   if (netnsPath === undefined) return 1;
-  const network = plan(config);
+  const network = resolveNetwork(config);
   if (network === undefined) return 1;
   let worker: Worker;
   try {
