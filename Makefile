@@ -89,8 +89,18 @@ lint: | $(DENO)
 fmt: | $(DENO)
 	$(DENO) fmt
 
+# Our pasta against Debian's C pasta and slirp4netns, in the test sandbox (bench/run.ts):
+# about 8 minutes; prints a markdown table and writes it to build/bench.md.
+BENCH_TOOLS := iperf3:iperf3 slirp4netns:slirp4netns pasta:passt taskset:util-linux ss:iproute2
 bench: passt pasta | $(DENO)
-	$(DENO) bench -A tests/
+	@missing=; for t in $(BENCH_TOOLS); do \
+		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "make bench needs:$$missing" >&2; \
+		echo "install with: apt-get install$$missing" >&2; exit 1; \
+	fi
+	$(DENO) run $(DENO_RUN_FLAGS) bench/run.ts
 
 # Installs passt, the pasta link, the man pages and README.md under $(DESTDIR)$(PREFIX).
 # A compiled ./passt is copied as it is. A launcher ./passt points into this tree, so
