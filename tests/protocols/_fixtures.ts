@@ -33,7 +33,7 @@ export const OUR_MAC = mac("9a:55:9a:55:9a:55");
 export const GUEST_MAC = mac("52:54:00:12:34:56");
 export const BCAST_MAC = mac("ff:ff:ff:ff:ff:ff");
 export const GUEST4 = ip4("192.168.1.118");
-export const ROUTER4 = ip4("192.168.1.1");
+export const ROUTER4 = ip4("192.0.2.53");
 export const GUEST6 = ip6("2a02:6d40:3ca5:2001:b81d:fa4a:8cdd:cf17");
 export const GUEST_LL = linkLocalFromMac(GUEST_MAC);
 export const OUR_LL = ip6("fe80::62e3:27ff:fe33:2b01");
@@ -47,7 +47,7 @@ export const dhcpParams: DhcpParams = {
   guestAddr: GUEST4,
   prefixLength: 24,
   router: ROUTER4,
-  dns: [ip4("192.168.1.1"), ip4("9.9.9.9")],
+  dns: [ip4("192.0.2.53"), ip4("198.51.100.53")],
   search: SEARCH,
   mtu: 65520,
   leaseTimeSeconds: 3600,
@@ -61,7 +61,7 @@ export const ndpParams: NdpParams = {
   managed: true,
   otherConfig: true,
   mtu: 65520,
-  dns: [ip6("2001:4860:4860::8888"), ip6("2606:4700:4700::1111")],
+  dns: [ip6("2001:db8:53::1"), ip6("2001:db8:53::2")],
   search: SEARCH,
   routerLifetimeSeconds: 1800,
   validLifetimeSeconds: 3600,
@@ -73,7 +73,7 @@ export const dhcpv6Params: Dhcpv6Params = {
   ourMac: OUR_MAC,
   ourLinkLocal: OUR_LL,
   guestAddr: GUEST6,
-  dns: [ip6("2001:4860:4860::8888")],
+  dns: [ip6("2001:db8:53::1")],
   search: SEARCH,
   validLifetimeSeconds: 7200,
   preferredLifetimeSeconds: 3600,

@@ -65,7 +65,7 @@ Deno.test("DHCP: DISCOVER gets an OFFER with every configured option", () => {
   assert.equal(rd32(opts.get(51)!, 0), 3600);
   assert.deepEqual(opts.get(1), ip4("255.255.255.0"));
   assert.deepEqual(opts.get(3), ROUTER4);
-  assert.deepEqual([...opts.get(6)!], [192, 168, 1, 1, 9, 9, 9, 9]);
+  assert.deepEqual([...opts.get(6)!], [192, 0, 2, 53, 198, 51, 100, 53]);
   assert.equal(rd16(opts.get(26)!, 0), 65520);
   assert.equal(new TextDecoder().decode(opts.get(15)), "redhat.com");
   const search = opts.get(119)!;

@@ -82,7 +82,7 @@ Deno.test("DHCPv6: SOLICIT gets an ADVERTISE with IA_NA, DNS and domain list", (
   assert.equal(rd32(ia, 4), 1800, "T1 = preferred / 2");
   assert.equal(rd32(ia, 8), 2880, "T2 = preferred * 0.8");
   assert.deepEqual(iaAddresses(ia), [[formatIpv6(GUEST6), 3600, 7200]]);
-  assert.equal(formatIpv6(opts.get(23)!), "2001:4860:4860::8888");
+  assert.equal(formatIpv6(opts.get(23)!), "2001:db8:53::1");
   const dl = opts.get(24)!;
   assert.deepEqual(decodeDomainList(dl, 0, dl.length), SEARCH);
   assert.equal(opts.has(14), false);

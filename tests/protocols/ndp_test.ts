@@ -111,8 +111,8 @@ Deno.test("NDP: RS gets an RA with prefix, MTU, RDNSS, DNSSL and source link-lay
   const rdnss = opts.get(25)!;
   assert.equal(rdnss[1], 5);
   assert.equal(rd32(rdnss, 4), 3600);
-  assert.equal(formatIpv6(rdnss, 8), "2001:4860:4860::8888");
-  assert.equal(formatIpv6(rdnss, 24), "2606:4700:4700::1111");
+  assert.equal(formatIpv6(rdnss, 8), "2001:db8:53::1");
+  assert.equal(formatIpv6(rdnss, 24), "2001:db8:53::2");
   const dnssl = opts.get(31)!;
   assert.equal(dnssl.length % 8, 0);
   let end = dnssl.length;

@@ -154,7 +154,7 @@ Deno.test({
         "Type: Router Advertisement (134)",
         "ICMPv6 Option (Prefix information : 2a02:6d40:3ca5:2001::/64)",
         "ICMPv6 Option (MTU : 65520)",
-        "ICMPv6 Option (Recursive DNS Server 2001:4860:4860::8888 2606:4700:4700::1111)",
+        "ICMPv6 Option (Recursive DNS Server 2001:db8:53::1 2001:db8:53::2)",
         "ICMPv6 Option (DNS Search List Option redhat.com example.org lab.example.org)",
         "Message type: Advertise (2)",
         "Message type: Reply (7)",
