@@ -59,6 +59,24 @@ export const SO = {
   BINDTODEVICE: 25,
   TIMESTAMP: 29,
   PEEK_OFF: 42,
+  MEMINFO: 55,
+} as const;
+
+/**
+ * SO_MEMINFO: an array of u32 counters of the socket's memory, indexed by these
+ * names (linux/sock_diag.h SK_MEMINFO_*). Kernels may return fewer than all.
+ */
+export const SK_MEMINFO = {
+  RMEM_ALLOC: 0,
+  RCVBUF: 1,
+  WMEM_ALLOC: 2,
+  SNDBUF: 3,
+  FWD_ALLOC: 4,
+  WMEM_QUEUED: 5,
+  OPTMEM: 6,
+  BACKLOG: 7,
+  DROPS: 8,
+  COUNT: 9,
 } as const;
 
 /** IPPROTO_TCP options. */

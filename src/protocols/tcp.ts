@@ -43,6 +43,7 @@ import {
   MSG,
   MSGHDR,
   SHUT,
+  SK_MEMINFO,
   SO,
   SOCK,
   SOCKADDR_IN6_SIZE,
@@ -126,6 +127,8 @@ const S_GUEST_FIN = 0x040; // the guest's FIN received, socket shut for writing
 const S_WRITE_BLOCKED = 0x080; // a write came up short: zero window until writable
 const S_ACK_PENDING = 0x100; // an ACK is owed to the guest this turn
 const S_DUP_ACKS = 0x200; // owe three duplicate ACKs (window reopened)
+/** Duplicate ACKs sent for out-of-order segments, at most, per flow and loop turn. */
+const GAP_ACKS_MAX = 32;
 const S_WINDOW_ZERO = 0x400; // we advertised a zero window: update the guest when it opens
 
 /** Counters. */
@@ -184,6 +187,10 @@ export class TcpTranslator implements TransportHandler {
   readonly #retries = new Uint8Array(FLOW_MAX);
   readonly #dupAcks = new Uint8Array(FLOW_MAX);
   readonly #lastAckValue = new Uint32Array(FLOW_MAX);
+  /** The window (bytes) our last ACK advertised: duplicate ACKs repeat it. */
+  readonly #lastWindow = new Uint32Array(FLOW_MAX);
+  /** Out-of-order segments this turn, each owed a duplicate ACK. */
+  readonly #gapAcks = new Uint8Array(FLOW_MAX);
   readonly #since = new Float64Array(FLOW_MAX); // handshake start / last ACK progress
   readonly #lastActive = new Float64Array(FLOW_MAX);
   readonly #sndbuf = new Int32Array(FLOW_MAX);
@@ -204,6 +211,8 @@ export class TcpTranslator implements TransportHandler {
   #peekOffset = true;
   #discardBig: Uint8Array<ArrayBuffer> | undefined;
   readonly #intBuf = sys.pinnedBuffer(8);
+  readonly #memInfo = sys.pinnedBuffer(SK_MEMINFO.COUNT * 4);
+  readonly #memWords = new Uint32Array(this.#memInfo.buffer);
   readonly #intView = new DataView(this.#intBuf.buffer);
   readonly #lenBuf = sys.pinnedBuffer(4);
   readonly #lenView = new DataView(this.#lenBuf.buffer);
@@ -379,7 +388,14 @@ export class TcpTranslator implements TransportHandler {
   #guestData(flow: number, pkt: PacketView, offset: number, length: number, seq: number): void {
     this.#owe(flow);
     const skip = (this.#seqFromGuest[flow]! - seq) | 0;
-    if (skip < 0 || skip >= length) return; // a gap (we ACK what we have) or old data
+    if (skip < 0) {
+      // Beyond a hole (we keep nothing out of order): like any receiver, answer
+      // each such segment with a duplicate ACK, so the guest's fast retransmit
+      // and recovery fill the hole instead of waiting for its timeout.
+      if (this.#gapAcks[flow]! < GAP_ACKS_MAX) this.#gapAcks[flow]!++;
+      return;
+    }
+    if (skip >= length) return; // old data: the ACK owed above is the answer
     if ((this.#state[flow]! & (S_GUEST_FIN | S_WRITE_BLOCKED)) !== 0) return;
     if (pkt.bytes !== this.#inBuffer) {
       this.#inBuffer = pkt.bytes;
@@ -610,7 +626,10 @@ export class TcpTranslator implements TransportHandler {
     this.#state[flow] = S_SYN_TO_GUEST;
     this.#sendSyn(flow, SYN);
     this.#seqToGuest[flow] = (isn + 1) >>> 0;
-    this.#setEvents(flow, EPOLL.RDHUP);
+    // Until the guest answers, only a failed or fully closed socket matters
+    // (reported without asking). Data and even the peer's FIN may arrive first:
+    // they wait in the socket for the handshake to complete.
+    this.#setEvents(flow, EPOLL.ET);
     this.stats.inbound++;
   }
 
@@ -651,8 +670,8 @@ export class TcpTranslator implements TransportHandler {
       return;
     }
     if ((state & S_SYN_TO_GUEST) !== 0) {
-      if ((events & (EPOLL.HUP | EPOLL.RDHUP)) !== 0 && (state & S_ESTABLISHED) === 0) {
-        // The host side gave up before the guest answered.
+      if ((events & EPOLL.HUP) !== 0 && (state & S_ESTABLISHED) === 0) {
+        // The host side is gone before the guest answered.
         this.#close(flow, false);
       }
       return;
@@ -776,8 +795,20 @@ export class TcpTranslator implements TransportHandler {
     if ((this.#state[flow]! & (S_WRITE_BLOCKED | S_GUEST_FIN)) !== 0) return 0;
     let space = WINDOW_MAX;
     const fd = this.#sock[flow]!;
-    // The kernel grows the send buffer as the connection speeds up (autotuning):
-    // read it each time rather than trusting the value at connect.
+    // What the kernel checks before it takes a write: the memory queued (data
+    // plus per-buffer bookkeeping) against the send buffer size, which grows as
+    // the connection speeds up (autotuning), so both are read each time.
+    this.#lenView.setUint32(0, this.#memInfo.byteLength, true);
+    if (
+      sys.tryGetsockoptRaw(fd, SOL.SOCKET, SO.MEMINFO, this.#memInfo, this.#lenBuf) >= 0 &&
+      this.#lenView.getUint32(0, true) > SK_MEMINFO.WMEM_QUEUED * 4
+    ) {
+      const free = this.#memWords[SK_MEMINFO.SNDBUF]! - this.#memWords[SK_MEMINFO.WMEM_QUEUED]!;
+      // Bookkeeping takes a few percent of each buffer: leave room for it, so
+      // what the guest sends in this window fits.
+      space = free - (free >> 5);
+      return Math.max(0, Math.min(space, WINDOW_MAX));
+    }
     const sndbuf = this.#sndbufNow(fd) || this.#sndbuf[flow]!;
     if (sndbuf > 0 && sys.tryIoctl(fd, SIOCOUTQ, this.#intBuf) >= 0) {
       // The whole buffer, though bookkeeping takes part of it: a write that then
@@ -841,6 +872,7 @@ export class TcpTranslator implements TransportHandler {
     out.put16(l4 + TCP_CSUM, csum);
     if ((flags & ACK) !== 0) this.#lastAckValue[flow] = this.#seqFromGuest[flow]!;
     if ((flags & RST) === 0) {
+      this.#lastWindow[flow] = window;
       // Less than one segment is as good as shut: the guest waits (silly window
       // avoidance) until we say more, so it must hear when the window opens.
       const zero = (flags & SYN) === 0 && window < this.#guestMss[flow]!;
@@ -873,9 +905,13 @@ export class TcpTranslator implements TransportHandler {
 
   /** A segment without data carrying `flags`. */
   #sendFlags(flow: number, flags: number): void {
+    this.#sendBare(flow, flags, (flags & RST) !== 0 ? 0 : this.#advertisedWindow(flow));
+  }
+
+  /** A segment without data carrying `flags` and advertising `window` bytes. */
+  #sendBare(flow: number, flags: number, window: number): void {
     const tap = this.#ctx.tap;
     const out = tap.next();
-    const window = (flags & RST) !== 0 ? 0 : this.#advertisedWindow(flow);
     tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]!, window, 0));
     this.stats.segmentsOut++;
     if ((flags & RST) !== 0) this.stats.resetsOut++;
@@ -948,18 +984,29 @@ export class TcpTranslator implements TransportHandler {
     this.#pending[this.#pendingCount++] = flow;
   }
 
-  /** End of a loop turn: one ACK per flow that is owed one. */
+  /**
+   * End of a loop turn: the ACKs each flow is owed. A duplicate ACK only counts
+   * as one for the guest if it repeats both the acknowledgement number and the
+   * window (RFC 5681 2), so duplicates carry the window of the ACK before them.
+   */
   #flushAcks(): void {
     for (let i = 0; i < this.#pendingCount; i++) {
       const flow = this.#pending[i]!;
       const state = this.#state[flow]!;
-      if (this.#sock[flow]! < 0 || (state & (S_ACK_PENDING | S_DUP_ACKS)) === 0) {
-        this.#state[flow] = state & ~S_ACK_PENDING;
-        continue;
-      }
+      const gaps = this.#gapAcks[flow]!;
+      this.#gapAcks[flow] = 0;
       this.#state[flow] = state & ~(S_ACK_PENDING | S_DUP_ACKS);
-      const copies = (state & S_DUP_ACKS) !== 0 ? 3 : 1;
-      for (let c = 0; c < copies; c++) this.#sendFlags(flow, ACK);
+      if (this.#sock[flow]! < 0 || (state & (S_ACK_PENDING | S_DUP_ACKS)) === 0) continue;
+      // A fresh ACK first, unless this one would only repeat the last: new data
+      // taken, a window to reopen, or nothing out of order.
+      const fresh = gaps === 0 || (state & S_DUP_ACKS) !== 0 ||
+        this.#lastAckValue[flow] !== this.#seqFromGuest[flow];
+      if (fresh) this.#sendFlags(flow, ACK);
+      // Window reopened after a short write: three duplicates make the guest
+      // retransmit at once.
+      const copies = gaps + ((state & S_DUP_ACKS) !== 0 ? 3 : 0);
+      const window = this.#lastWindow[flow]!;
+      for (let c = 0; c < copies; c++) this.#sendBare(flow, ACK, window);
     }
     this.#pendingCount = 0;
   }

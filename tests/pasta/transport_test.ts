@@ -35,11 +35,7 @@ const FAULTS = new URL("./tcp_faults.py", import.meta.url).pathname;
  * Known failures of our pasta, by test name, with the reason: reported as ignored
  * (and printed) so they stay visible until fixed. Only ever for our pasta.
  */
-const KNOWN_FAILURES: Record<string, string> = {
-  "TCP remote → namespace through -t to the host's address":
-    "one namespace-side server of the 8-transfer matrix does not finish in time; " +
-    "single transfers both ways pass by hand — under investigation (issue 4 note)",
-};
+const KNOWN_FAILURES: Record<string, string> = {};
 
 /** Registers a sandboxed transport test, ignored when the suite or a needed tool is missing. */
 function transportTest(
@@ -274,7 +270,9 @@ async function inbound(
     NS_READY,
     "pids=",
     ...transfers.map((t) =>
-      `timeout 40 ${serverArgs(sb, t).map(shellQuote).join(" ")} & pids="$pids $!"`
+      `(timeout 40 ${
+        serverArgs(sb, t).map(shellQuote).join(" ")
+      } || { echo "FAILED server ${t.name}: $?"; exit 1; }) & pids="$pids $!"`
     ),
     shWait(
       `[ "$(ss -Hltn | grep -cE ':(${ports.join("|")})\\s')" -ge ${ports.length} ]`,
