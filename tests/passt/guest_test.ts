@@ -91,14 +91,7 @@ async function bootGuest(sb: Sandbox, socket: string): Promise<string[]> {
   ], { timeoutMs: 90_000 });
   const reply = await client;
   assert.equal(qemu.code, 0, `qemu: ${qemu.stderr}\n${qemu.stdout}`);
-  // Known failure since the splice work landed (issue 6 note): the host->guest
-  // connection through -t gets no reply in the full suite. Reported, not hidden;
-  // any other wrong answer still fails.
-  if (reply.stdout.trim() === "") {
-    console.error("known failure: the guest's -t reply did not arrive (see the issue 6 note)");
-  } else {
-    assert.equal(reply.stdout.trim(), "reply:hello-from-host", "the guest answered through -t");
-  }
+  assert.equal(reply.stdout.trim(), "reply:hello-from-host", "the guest answered through -t");
   const lines = qemu.stdout.split(/\r?\n/).map((l) => l.slice(l.indexOf("GUEST: ")))
     .filter((l) => l.startsWith("GUEST: ")).map((l) => l.slice("GUEST: ".length));
   return lines;
@@ -130,20 +123,11 @@ function assertGuestLines(lines: string[], blobSum: string, run: string): void {
   });
 }
 
-/**
- * Known failure (issue 6 note): since the splice work joined the data path, the
- * host->guest connection through -t gets no reply and the run then fails; passed
- * before it. Reported as ignored, with this reason printed, until fixed.
- */
-const KNOWN_FAILURE: string | undefined =
-  "host->guest through -t gets no reply since the splice change (issue 6 note)";
-console.error(`known failure, ignored: passt real guest: ${KNOWN_FAILURE}`);
-
 Deno.test({
-  name: unavailable === undefined && KNOWN_FAILURE === undefined
+  name: unavailable === undefined
     ? "passt: two real guests in a row (qemu, virtio-net): DHCP, SLAAC, ping, TCP, UDP, -t"
-    : `passt: real guests (ignored: ${unavailable ?? KNOWN_FAILURE})`,
-  ignore: unavailable !== undefined || KNOWN_FAILURE !== undefined,
+    : `passt: real guests (ignored: ${unavailable})`,
+  ignore: unavailable !== undefined,
   fn: () =>
     withSandbox(async (sb) => {
       const blob = `${sb.dir}/blob`;
