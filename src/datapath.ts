@@ -40,6 +40,7 @@ import type { PacketView } from "./protocols/packet.ts";
 import { TcpTranslator } from "./protocols/tcp.ts";
 import { TcpSplicer } from "./protocols/tcp_splice.ts";
 import { UdpTranslator } from "./protocols/udp.ts";
+import { UdpSplicer } from "./protocols/udp_splice.ts";
 import { Ingress } from "./tap/ingress.ts";
 import { openPcap } from "./tap/pcap.ts";
 import type { FrameTap } from "./tap/tap.ts";
@@ -77,6 +78,8 @@ export interface DataPath {
   readonly inbound: PortForwarder;
   /** The local TCP fast path between namespaces (pasta with TCP), else undefined. */
   readonly tcpSplice: TcpSplicer | undefined;
+  /** pasta: the local path for UDP (-u from loopback senders, -U). */
+  readonly udpSplice: UdpSplicer | undefined;
   /** Start what sends on its own (router advertisements) once the tap is ready. */
   start(): void;
   /** Close every socket of the data path. */
@@ -137,6 +140,10 @@ export function startDataPath(
   const tcpSplice = tcp === undefined || nsSocket === undefined
     ? undefined
     : new TcpSplicer(loop, { nsSocket });
+  const udpSplice = udp === undefined || nsSocket === undefined
+    ? undefined
+    : new UdpSplicer(loop, { nsSocket });
+  if (udpSplice !== undefined) udp?.setLocalPath(udpSplice);
   const inbound = new PortForwarder(loop, {
     tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,
     udp: udp === undefined ? FORWARD_NONE : config.udpIn,
@@ -180,6 +187,7 @@ export function startDataPath(
     udp,
     inbound,
     tcpSplice,
+    udpSplice,
     start() {
       if (ndp === undefined || !ndp.raEnabled) return;
       const sendRa = () => {
@@ -192,6 +200,7 @@ export function startDataPath(
     close() {
       inbound.close();
       tcpSplice?.close();
+      udpSplice?.close();
       if (nsFiles !== undefined) closeProcNet(nsFiles);
       tcp?.close();
       udp?.close();

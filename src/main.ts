@@ -101,20 +101,14 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "no-copy-addrs",
     "ns-mac-addr",
     "tcp-ns",
+    "udp-ns",
   ]),
 };
-
-/** Namespace-to-host UDP forwarding: accepted only as "none" until its local path lands. */
-const PORT_OPTIONS = ["udp-ns"] as const;
 
 /** The first option of `config` without an effect yet, or undefined. */
 function unsupportedOption(config: Config): string | undefined {
   for (const name of config.given) {
     if (SUPPORTED_OPTIONS[config.mode].has(name)) continue;
-    if (config.mode === "pasta" && (PORT_OPTIONS as readonly string[]).includes(name)) {
-      if (config.udpOut.mode === "none") continue;
-      return `${name} (port forwarding other than 'none')`;
-    }
     return name;
   }
   return undefined;

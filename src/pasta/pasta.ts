@@ -235,10 +235,10 @@ function startOutbound(
   dp: DataPath,
 ): { outbound: PortForwarder; hostFiles: ProcNetFiles | undefined } {
   const splice = dp.tcpSplice;
+  const udpSplice = dp.udpSplice;
   const outbound = new PortForwarder(dp.loop, {
     tcp: splice === undefined ? FORWARD_NONE : config.tcpOut,
-    // UDP's local path is not there yet (see udp_splice.ts's absence): nothing bound.
-    udp: FORWARD_NONE,
+    udp: udpSplice === undefined ? FORWARD_NONE : config.udpOut,
     ipv4: plan.ip4 !== undefined,
     ipv6: plan.ip6 !== undefined,
     bindLoopback: true,
@@ -248,20 +248,28 @@ function startOutbound(
       if (splice !== undefined) splice.spliceToHost(fd, targetPort, v6);
       else sys.close(fd);
     },
-    onUdpSocket: () => {},
+    onUdpSocket: (fd, targetPort, v6) => {
+      if (udpSplice !== undefined) udpSplice.addNamespaceSocket(fd, targetPort, v6);
+      else sys.close(fd);
+    },
+    onUdpSocketRemoved: (fd) => {
+      if (udpSplice !== undefined) udpSplice.removeNamespaceSocket(fd);
+      else sys.close(fd);
+    },
     tcpOption: "-T",
     udpOption: "-U",
     name: "outbound",
   });
   const autoTcp = splice !== undefined && config.tcpOut.mode === "auto";
+  const autoUdp = udpSplice !== undefined && config.udpOut.mode === "auto";
   let hostFiles: ProcNetFiles | undefined;
-  if (autoTcp) {
+  if (autoTcp || autoUdp) {
     hostFiles = openProcNet();
     new PortAutoDetector({
       files: hostFiles,
       forwarder: outbound,
       tcp: autoTcp,
-      udp: false,
+      udp: autoUdp,
       // Ports our -t/-u listeners hold on the host are not mirrored back.
       ownPort: (proto, port) => dp.inbound.isBound(proto, port),
       name: "-T/-U auto",

@@ -113,6 +113,7 @@ import {
   writeUdpHeader,
 } from "./ip.ts";
 import type { PacketView } from "./packet.ts";
+import { UdpSplicer } from "./udp_splice.ts";
 
 /** Inactivity after which a flow is closed, ms (upstream passt's UDP timeout). */
 export const UDP_FLOW_TIMEOUT_MS = 180_000;
@@ -228,6 +229,7 @@ export class UdpTranslator implements TransportHandler {
   readonly #ctx: DataPathContext;
   readonly #flowKind: number;
   readonly #forwardKind: number;
+  #splice: UdpSplicer | undefined;
   readonly #timeoutMs: number;
   readonly #sweepMs: number;
   readonly #verifyChecksum: boolean;
@@ -447,7 +449,16 @@ export class UdpTranslator implements TransportHandler {
    * Give back forwarded socket `fd` (its port is no longer forwarded): the flows
    * using it end, and it is closed.
    */
+  /**
+   * pasta: datagrams from loopback senders on forwarded sockets take the local
+   * path (udp_splice.ts) to the namespace's loopback instead of the tap.
+   */
+  setLocalPath(splicer: UdpSplicer): void {
+    this.#splice = splicer;
+  }
+
   removeForwardedSocket(fd: number): void {
+    this.#splice?.removeListener(fd);
     const slot = this.#forwardFd.indexOf(fd);
     if (slot < 0) {
       sys.close(fd);
@@ -752,6 +763,22 @@ export class UdpTranslator implements TransportHandler {
           this.#drop("unmapped");
           continue;
         }
+        const splice = this.#splice;
+        if (splice !== undefined && UdpSplicer.isLocalSender(names, name, nameLen)) {
+          // Sent from where it stays: in place, to the namespace's loopback.
+          splice.queueToNamespace(
+            fd,
+            names,
+            name,
+            nameLen,
+            ctx.tap.slotAddress(j - queued, headers),
+            length,
+            this.#forwardPort[slot]!,
+          );
+          continue;
+        }
+        // A frame built below may take the slot of a datagram queued above.
+        splice?.flush();
         const v6 = addrLen === 16;
         const remote = this.#remote;
         if (!ctx.nat.inboundSource(names, addrOff, addrLen, remote)) {
@@ -781,6 +808,7 @@ export class UdpTranslator implements TransportHandler {
         const out = this.#slotFor(j, queued, headers, finalHeaders, length);
         if (this.#toGuest(out, index, v6, length)) queued++;
       }
+      this.#splice?.flush();
       if (n < RECV_BATCH) return;
     }
   };

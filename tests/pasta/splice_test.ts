@@ -421,3 +421,76 @@ spliceTest(
     checkAll(list, serverResults.map((s) => json(s.stdout)), await Promise.all(outs.map(jsonFile)));
   },
 );
+
+// --- UDP ---------------------------------------------------------------------------------
+
+const UDP_PORTS = { 4: 11400, 6: 11401 } as const;
+
+/** A udp-ping reply must be the datagram itself, from the loopback port it was sent to. */
+function checkPing(reply: Json, family: 4 | 6): void {
+  const what = `v${family}: ${JSON.stringify(reply)}`;
+  assert.equal(reply.same, true, what);
+  assert.equal(reply.from, LOOPBACK[family], what);
+  assert.equal(reply.port, UDP_PORTS[family], what);
+}
+
+/** UDP frames of the local-path ports in the capture. */
+function udpFrames(sb: Sandbox, pcap: string): Promise<string> {
+  return frames(sb, pcap, `udp and (port ${UDP_PORTS[4]} or port ${UDP_PORTS[6]})`);
+}
+
+spliceTest(
+  "-u: UDP request and reply host loopback ↔ namespace loopback, no UDP frame on the tap",
+  ["tcpdump"],
+  async (sb) => {
+    const pcap = `${sb.dir}/udp-in.pcap`;
+    const readies = [`${sb.dir}/echo4`, `${sb.dir}/echo6`];
+    const script = [
+      `${sh(helper("udp-echo", LOOPBACK[4], UDP_PORTS[4], readies[0]!))} &`,
+      `${sh(helper("udp-echo", LOOPBACK[6], UDP_PORTS[6], readies[1]!))} &`,
+      "wait",
+    ].join("\n");
+    const ports = `${UDP_PORTS[4]},${UDP_PORTS[6]}`;
+    const p = await spawnPasta(sb, ["--config-net", "-p", pcap, "-u", ports], script);
+    assert.ok(await waitFiles(readies, 30_000), `echo servers never started: ${await early(p)}`);
+    for (const family of [4, 6] as const) {
+      const r = await sb.run(helper("udp-ping", LOOPBACK[family], UDP_PORTS[family]), {
+        timeoutMs: 20_000,
+      });
+      assert.equal(r.code, 0, show(r));
+      checkPing(json(r.stdout), family);
+    }
+    const r = await p.result;
+    assert.equal(r.code, 0, show(r));
+    assert.equal(await udpFrames(sb, pcap), "", "UDP of the local path crossed the tap");
+    assert.notEqual(await frames(sb, pcap, ""), "", "nothing captured at all");
+  },
+);
+
+spliceTest(
+  "-U: UDP request and reply namespace loopback ↔ host loopback, no UDP frame on the tap",
+  ["tcpdump"],
+  async (sb) => {
+    const pcap = `${sb.dir}/udp-out.pcap`;
+    const readies = [`${sb.dir}/echo4`, `${sb.dir}/echo6`];
+    const servers = [];
+    for (const [i, family] of ([4, 6] as const).entries()) {
+      servers.push(
+        await sb.spawn(helper("udp-echo", LOOPBACK[family], UDP_PORTS[family], readies[i]!)),
+      );
+    }
+    assert.ok(await waitFiles(readies, 30_000), "host echo servers never started");
+    const outs = [`${sb.dir}/ping4.json`, `${sb.dir}/ping6.json`];
+    const script = [
+      `${sh(helper("udp-ping", LOOPBACK[4], UDP_PORTS[4]))} > ${outs[0]}`,
+      `${sh(helper("udp-ping", LOOPBACK[6], UDP_PORTS[6]))} > ${outs[1]}`,
+    ].join("\n");
+    const ports = `${UDP_PORTS[4]},${UDP_PORTS[6]}`;
+    const r = await runPasta(sb, ["--config-net", "-p", pcap, "-U", ports], script);
+    assert.equal(r.code, 0, show(r));
+    checkPing(await jsonFile(outs[0]!), 4);
+    checkPing(await jsonFile(outs[1]!), 6);
+    for (const s of servers) assert.equal((await s.result).code, 0);
+    assert.equal(await udpFrames(sb, pcap), "", "UDP of the local path crossed the tap");
+  },
+);

@@ -1,0 +1,542 @@
+/**
+ * pasta's local fast path for UDP: datagrams between a loopback sender in one
+ * namespace and a forwarded port on the loopback of the other, moved socket to
+ * socket without ever becoming frames on the tap.
+ *
+ * Theory of operation. A forwarded port has a bound "listening" socket on the
+ * sender's side: the host-side socket of -u (read by the UDP translator, which
+ * hands us what comes from a loopback address), or a namespace-side socket of
+ * -U bound to 127.0.0.1 or ::1 (read by us). Each sender (listening socket plus
+ * the sender's socket address) is a flow with its own "target" socket in the
+ * other namespace, connected to that namespace's loopback at the target port:
+ * the namespace thread's socket(2) for -u, ours for -U. What the sender sends
+ * goes out of the target socket; what comes back to the target socket (the
+ * reply) goes out of the listening socket to the sender's address. Because the
+ * target socket is connected, the kernel delivers to it only what the target
+ * port's owner sends back, and the sender sees replies from the port it wrote to.
+ *
+ * Batches. Datagrams are received with recvmmsg (the translator's batch for -u,
+ * ours for -U and for replies) and sent with sendmmsg: consecutive datagrams of
+ * one flow leave in one call, straight from the buffers they were received into
+ * (the tap's frame slots for -u), so a datagram is never copied in JavaScript.
+ * A datagram the other side can't take now (EAGAIN) is dropped and counted, as a
+ * full socket buffer would drop it; so is one for a full flow table.
+ *
+ * Flows live in typed arrays indexed by flow number, found through a hash of the
+ * listening socket and the sender's address (chained buckets, no allocation).
+ * A flow idle for `timeoutMs` (180 s by default, as upstream) is closed by a
+ * sweep timer; so are a listening socket's flows when it goes away (an "auto"
+ * port released). A target socket that reports an error (ECONNREFUSED: nothing
+ * listens on the target port) only costs the datagram it was about.
+ */
+
+import { isLoopback6 } from "../config/addr.ts";
+import { AF, EPOLL, IOVEC_SIZE, IPPROTO, MMSGHDR, MSG, MSGHDR, SOCK } from "../ffi/layout.ts";
+import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
+import type { EventLoop } from "../loop.ts";
+
+/** Flows at most (each holds one socket). */
+export const UDP_SPLICE_FLOWS_MAX = 1024;
+/** Inactivity after which a flow is closed, ms (as upstream and the tap path). */
+export const UDP_SPLICE_TIMEOUT_MS = 180_000;
+/** Interval of the expiry sweep, ms. */
+const SWEEP_INTERVAL_MS = 10_000;
+/** Datagrams per recvmmsg/sendmmsg call, at most. */
+const BATCH = 16;
+/** recvmmsg calls per readiness event, at most (fairness between sockets). */
+const RECV_ROUNDS = 4;
+/** Receive buffer per datagram: the largest UDP payload. */
+const DATAGRAM_MAX = 65536;
+/** sockaddr_in6 is the larger of the two. */
+const SA_MAX = 28;
+const HASH_BUCKETS = 2048; // a power of two, twice the flow capacity
+
+/** Counters. */
+export interface UdpSpliceStats {
+  flowsOpened: number;
+  flowsClosed: number;
+  /** Datagrams moved towards the target, and back to the sender. */
+  forwarded: number;
+  replies: number;
+  /** Datagrams dropped: table full, socket failures, EAGAIN, truncated. */
+  dropped: number;
+}
+
+/** What the splicer needs from its surroundings. */
+export interface UdpSpliceOptions {
+  /** socket(2) in the namespace (the namespace thread's): fd or -errno. */
+  readonly nsSocket: (domain: number, type: number, protocol: number) => number;
+  /** Flow capacity (default UDP_SPLICE_FLOWS_MAX). */
+  readonly capacity?: number;
+  /** Idle timeout of a flow, ms (default UDP_SPLICE_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
+}
+
+function putU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value % 4294967296, true);
+  view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
+}
+
+function addressNumber(bytes: Uint8Array<ArrayBuffer>): number {
+  return Number(sys.addressOf(bytes));
+}
+
+/** Side a flow's target socket lives in. */
+const TO_NAMESPACE = 0;
+const TO_HOST = 1;
+
+/** The UDP local path between the init and the target namespace; see the file comment. */
+export class UdpSplicer {
+  readonly #loop: EventLoop;
+  readonly #nsSocket: (domain: number, type: number, protocol: number) => number;
+  readonly #capacity: number;
+  readonly #timeoutMs: number;
+  readonly #targetKind: number;
+  readonly #listenKind: number;
+
+  // Flows.
+  readonly #listenFd: Int32Array;
+  readonly #targetFd: Int32Array;
+  readonly #targetPort: Uint16Array;
+  readonly #peer: Uint8Array<ArrayBuffer>;
+  readonly #peerAddress: number;
+  readonly #peerLen: Uint8Array;
+  readonly #lastActive: Float64Array;
+  readonly #bucketHead = new Int32Array(HASH_BUCKETS).fill(-1);
+  readonly #next: Int32Array;
+  readonly #free: Int32Array;
+  #freeTop: number;
+  #active = 0;
+  #fullLogged = false;
+  #now = 0;
+
+  // -U listening sockets we read ourselves, by slot.
+  readonly #ownFd: number[] = [];
+  readonly #ownPort: number[] = [];
+
+  // Buffers: received datagrams (allocated on first use) and the two vectors.
+  #rx: Uint8Array<ArrayBuffer> | undefined;
+  #rxAddress = 0;
+  readonly #rxNames = sys.pinnedBuffer(BATCH * SA_MAX);
+  readonly #rxNamesAddress = addressNumber(this.#rxNames);
+  readonly #rxIov = sys.pinnedBuffer(BATCH * IOVEC_SIZE);
+  readonly #rxIovView = new DataView(this.#rxIov.buffer);
+  readonly #rxVec = sys.pinnedBuffer(BATCH * MMSGHDR.size);
+  readonly #rxVecView = new DataView(this.#rxVec.buffer);
+  readonly #txIov = sys.pinnedBuffer(BATCH * IOVEC_SIZE);
+  readonly #txIovView = new DataView(this.#txIov.buffer);
+  readonly #txVec = sys.pinnedBuffer(BATCH * MMSGHDR.size);
+  readonly #txVecView = new DataView(this.#txVec.buffer);
+  /** The flow whose datagrams are queued in the send vector, and how many. */
+  #txFlow = -1;
+  #txCount = 0;
+  readonly #sockaddr = sys.pinnedBuffer(SA_MAX);
+
+  /** Counters. */
+  readonly stats: UdpSpliceStats = {
+    flowsOpened: 0,
+    flowsClosed: 0,
+    forwarded: 0,
+    replies: 0,
+    dropped: 0,
+  };
+
+  constructor(loop: EventLoop, opts: UdpSpliceOptions) {
+    this.#loop = loop;
+    this.#nsSocket = opts.nsSocket;
+    const n = this.#capacity = opts.capacity ?? UDP_SPLICE_FLOWS_MAX;
+    this.#timeoutMs = opts.timeoutMs ?? UDP_SPLICE_TIMEOUT_MS;
+    this.#listenFd = new Int32Array(n).fill(-1);
+    this.#targetFd = new Int32Array(n).fill(-1);
+    this.#targetPort = new Uint16Array(n);
+    this.#peer = sys.pinnedBuffer(n * SA_MAX);
+    this.#peerAddress = addressNumber(this.#peer);
+    this.#peerLen = new Uint8Array(n);
+    this.#lastActive = new Float64Array(n);
+    this.#next = new Int32Array(n).fill(-1);
+    this.#free = new Int32Array(n);
+    for (let i = 0; i < n; i++) this.#free[i] = n - 1 - i;
+    this.#freeTop = n;
+    const rxIovAddress = addressNumber(this.#rxIov);
+    const txIovAddress = addressNumber(this.#txIov);
+    for (let j = 0; j < BATCH; j++) {
+      const m = j * MMSGHDR.size;
+      putU64(this.#rxVecView, m + MSGHDR.iov, rxIovAddress + j * IOVEC_SIZE);
+      this.#rxVecView.setUint32(m + MSGHDR.iovlen, 1, true);
+      putU64(this.#txVecView, m + MSGHDR.iov, txIovAddress + j * IOVEC_SIZE);
+      this.#txVecView.setUint32(m + MSGHDR.iovlen, 1, true);
+    }
+    this.#targetKind = loop.defineKind("udp-splice", (flow, _events, fd) => {
+      this.#onTargetReadable(flow, fd);
+    });
+    this.#listenKind = loop.defineKind("udp-splice-listen", (slot, _events, fd) => {
+      this.#onListenReadable(slot, fd);
+    });
+    loop.addTimer("udp-splice-expiry", SWEEP_INTERVAL_MS, () => this.#sweep());
+    this.#now = sys.monotonicMs();
+  }
+
+  /** Flows open now. */
+  get flowCount(): number {
+    return this.#active;
+  }
+
+  /**
+   * Whether the sender whose socket address is at `names[off..off+len)` is on
+   * loopback (127.0.0.0/8, ::1, or ::ffff:127.x.y.z on an IPv6 socket).
+   */
+  static isLocalSender(names: Uint8Array, off: number, len: number): boolean {
+    if (names[off] === AF.INET && names[off + 1] === 0) return len >= 16 && names[off + 4] === 127;
+    if (names[off] !== AF.INET6 || names[off + 1] !== 0 || len < SA_MAX) return false;
+    if (isLoopback6(names, off + 8)) return true;
+    for (let k = 8; k < 18; k++) if (names[off + k] !== 0) return false;
+    return names[off + 18] === 0xff && names[off + 19] === 0xff && names[off + 20] === 127;
+  }
+
+  /**
+   * -u: a datagram of `length` bytes at memory address `data`, from the loopback
+   * sender at `names[off..off+len)` to the host-side socket `listenFd` of a port
+   * forwarded to `targetPort`: queued for the namespace's loopback. The caller
+   * keeps the bytes in place until `flush()`.
+   */
+  queueToNamespace(
+    listenFd: number,
+    names: Uint8Array,
+    off: number,
+    len: number,
+    data: number,
+    length: number,
+    targetPort: number,
+  ): void {
+    this.#queue(listenFd, names, off, len, data, length, targetPort, TO_NAMESPACE);
+  }
+
+  /** Send what `queueToNamespace` queued. */
+  flush(): void {
+    if (this.#txCount === 0) return;
+    const flow = this.#txFlow;
+    const count = this.#txCount;
+    this.#txCount = 0;
+    this.#txFlow = -1;
+    const fd = this.#targetFd[flow]!;
+    if (fd < 0) {
+      this.stats.dropped += count;
+      return;
+    }
+    let sent = 0;
+    while (sent < count) {
+      const r = this.#sendBatch(fd, sent, count - sent);
+      if (r === -sys.Errno.EINTR) continue;
+      if (r <= 0) {
+        // EAGAIN (buffer full) or an error pending from an earlier datagram
+        // (ECONNREFUSED): this datagram is lost, as the kernel would lose it.
+        sent++;
+        this.stats.dropped++;
+        continue;
+      }
+      sent += r;
+      this.stats.forwarded += r;
+    }
+  }
+
+  /**
+   * -U: `fd`, bound by the namespace-side forwarder to a loopback address for a
+   * port forwarded to `targetPort` on the host: read by the splicer from now on.
+   */
+  addNamespaceSocket(fd: number, targetPort: number, _v6: boolean): void {
+    let slot = this.#ownFd.indexOf(-1);
+    if (slot < 0) slot = this.#ownFd.length;
+    const r = this.#loop.add(fd, this.#listenKind, slot, EPOLL.IN);
+    if (r < 0) throw new sys.SysError("epoll_ctl", -r, `UDP -U socket ${fd}`);
+    this.#ownFd[slot] = fd;
+    this.#ownPort[slot] = targetPort;
+  }
+
+  /** -U: the socket's port went away: close its flows, stop reading it, close it. */
+  removeNamespaceSocket(fd: number): void {
+    this.removeListener(fd);
+    const slot = this.#ownFd.indexOf(fd);
+    if (slot >= 0) {
+      this.#ownFd[slot] = -1;
+      this.#loop.remove(fd);
+    }
+    sys.close(fd);
+  }
+
+  /** Close the flows of listening socket `fd` (it is going away; not closed here). */
+  removeListener(fd: number): void {
+    if (this.#txCount > 0 && this.#listenFd[this.#txFlow] === fd) this.flush();
+    for (let i = 0; i < this.#capacity; i++) if (this.#listenFd[i] === fd) this.#closeFlow(i);
+  }
+
+  /** Close every flow and every -U socket. */
+  close(): void {
+    this.flush();
+    for (let i = 0; i < this.#capacity; i++) if (this.#listenFd[i]! >= 0) this.#closeFlow(i);
+    for (const fd of this.#ownFd) {
+      if (fd < 0) continue;
+      this.#loop.remove(fd);
+      sys.close(fd);
+    }
+    this.#ownFd.length = 0;
+  }
+
+  // --- flows --------------------------------------------------------------------------
+
+  #queue(
+    listenFd: number,
+    names: Uint8Array,
+    off: number,
+    len: number,
+    data: number,
+    length: number,
+    targetPort: number,
+    side: number,
+  ): void {
+    let flow = this.#lookup(listenFd, names, off, len);
+    if (flow < 0) {
+      flow = this.#open(listenFd, names, off, len, targetPort, side);
+      if (flow < 0) {
+        this.stats.dropped++;
+        return;
+      }
+    }
+    this.#lastActive[flow] = this.#now;
+    if (this.#txCount > 0 && (this.#txFlow !== flow || this.#txCount === BATCH)) this.flush();
+    this.#txFlow = flow;
+    const j = this.#txCount++;
+    sys.setIovecAt(this.#txIovView, j, data, length);
+    const m = j * MMSGHDR.size;
+    putU64(this.#txVecView, m + MSGHDR.name, 0);
+    this.#txVecView.setUint32(m + MSGHDR.namelen, 0, true);
+  }
+
+  #hash(listenFd: number, names: Uint8Array, off: number, len: number): number {
+    let h = (2166136261 ^ listenFd) >>> 0;
+    for (let k = 0; k < len; k++) h = Math.imul(h ^ names[off + k]!, 16777619);
+    return (h >>> 0) & (HASH_BUCKETS - 1);
+  }
+
+  #lookup(listenFd: number, names: Uint8Array, off: number, len: number): number {
+    const peer = this.#peer;
+    for (
+      let i = this.#bucketHead[this.#hash(listenFd, names, off, len)]!;
+      i >= 0;
+      i = this.#next[i]!
+    ) {
+      if (this.#listenFd[i] !== listenFd || this.#peerLen[i] !== len) continue;
+      let k = 0;
+      const base = i * SA_MAX;
+      while (k < len && peer[base + k] === names[off + k]) k++;
+      if (k === len) return i;
+    }
+    return -1;
+  }
+
+  /** A new flow for this sender: its target socket, connected to the loopback there. */
+  #open(
+    listenFd: number,
+    names: Uint8Array,
+    off: number,
+    len: number,
+    targetPort: number,
+    side: number,
+  ): number {
+    if (this.#freeTop === 0) {
+      if (!this.#fullLogged) {
+        log.warn(`UDP splice: ${this.#capacity} flows open, datagrams dropped until one expires`);
+        this.#fullLogged = true;
+      }
+      return -1;
+    }
+    // The sender's family picks the target's: 127.x (also v4-mapped) → 127.0.0.1.
+    const v6 = names[off] === AF.INET6 && isLoopback6(names, off + 8);
+    const socket = side === TO_NAMESPACE ? this.#nsSocket : sys.trySocket;
+    const fd = socket(
+      v6 ? AF.INET6 : AF.INET,
+      SOCK.DGRAM | SOCK.NONBLOCK | SOCK.CLOEXEC,
+      IPPROTO.UDP,
+    );
+    if (fd < 0) {
+      if (log.debugging) log.debug(`UDP splice: socket: ${sys.errnoName(-fd)}`);
+      return -1;
+    }
+    const sa = this.#sockaddr;
+    sa.fill(0);
+    sa[0] = v6 ? AF.INET6 : AF.INET;
+    sa[2] = targetPort >>> 8;
+    sa[3] = targetPort & 0xff;
+    if (v6) sa[23] = 1;
+    else {
+      sa[4] = 127;
+      sa[7] = 1;
+    }
+    let r = sys.connect(fd, sa, v6 ? 28 : 16);
+    const i = this.#free[this.#freeTop - 1]!;
+    if (r === 0) r = this.#loop.add(fd, this.#targetKind, i, EPOLL.IN);
+    if (r < 0) {
+      if (log.debugging) log.debug(`UDP splice: connect/epoll: ${sys.errnoName(-r)}`);
+      sys.close(fd);
+      return -1;
+    }
+    this.#freeTop--;
+    this.#listenFd[i] = listenFd;
+    this.#targetFd[i] = fd;
+    this.#targetPort[i] = targetPort;
+    this.#peer.set(names.subarray(off, off + len), i * SA_MAX);
+    this.#peerLen[i] = len;
+    this.#lastActive[i] = this.#now;
+    const b = this.#hash(listenFd, names, off, len);
+    this.#next[i] = this.#bucketHead[b]!;
+    this.#bucketHead[b] = i;
+    this.#active++;
+    this.stats.flowsOpened++;
+    if (log.debugging) {
+      log.debug(
+        `UDP splice ${i}: to ${side === TO_NAMESPACE ? "namespace" : "host"} ` +
+          `${v6 ? "[::1]" : "127.0.0.1"}:${targetPort}`,
+      );
+    }
+    return i;
+  }
+
+  #closeFlow(i: number): void {
+    if (this.#txFlow === i) {
+      this.stats.dropped += this.#txCount;
+      this.#txCount = 0;
+      this.#txFlow = -1;
+    }
+    const b = this.#hash(this.#listenFd[i]!, this.#peer, i * SA_MAX, this.#peerLen[i]!);
+    if (this.#bucketHead[b] === i) this.#bucketHead[b] = this.#next[i]!;
+    else {
+      let p = this.#bucketHead[b]!;
+      while (p >= 0 && this.#next[p] !== i) p = this.#next[p]!;
+      if (p >= 0) this.#next[p] = this.#next[i]!;
+    }
+    const fd = this.#targetFd[i]!;
+    this.#loop.remove(fd);
+    sys.close(fd);
+    this.#listenFd[i] = -1;
+    this.#targetFd[i] = -1;
+    this.#next[i] = -1;
+    this.#free[this.#freeTop++] = i;
+    this.#active--;
+    this.#fullLogged = false;
+    this.stats.flowsClosed++;
+  }
+
+  #sweep(): void {
+    this.#now = sys.monotonicMs();
+    const limit = this.#now - this.#timeoutMs;
+    for (let i = 0; i < this.#capacity; i++) {
+      if (this.#listenFd[i]! >= 0 && this.#lastActive[i]! <= limit) this.#closeFlow(i);
+    }
+  }
+
+  // --- receiving ----------------------------------------------------------------------
+
+  /** Receive up to BATCH datagrams from `fd` into our buffers: count or -errno. */
+  #receive(fd: number, withNames: boolean): number {
+    if (this.#rx === undefined) {
+      this.#rx = sys.pinnedBuffer(BATCH * DATAGRAM_MAX);
+      this.#rxAddress = addressNumber(this.#rx);
+    }
+    const vec = this.#rxVecView;
+    for (let j = 0; j < BATCH; j++) {
+      sys.setIovecAt(this.#rxIovView, j, this.#rxAddress + j * DATAGRAM_MAX, DATAGRAM_MAX);
+      const m = j * MMSGHDR.size;
+      putU64(vec, m + MSGHDR.name, withNames ? this.#rxNamesAddress + j * SA_MAX : 0);
+      vec.setUint32(m + MSGHDR.namelen, withNames ? SA_MAX : 0, true);
+    }
+    return sys.recvmmsg(fd, this.#rxVec, BATCH, MSG.DONTWAIT);
+  }
+
+  /** -U: datagrams from namespace senders, to the host's loopback. */
+  #onListenReadable(slot: number, fd: number): void {
+    this.#now = sys.monotonicMs();
+    const vec = this.#rxVecView;
+    for (let round = 0; round < RECV_ROUNDS; round++) {
+      if (this.#ownFd[slot] !== fd) return; // removed meanwhile
+      const n = this.#receive(fd, true);
+      if (n < 0) {
+        if (n === -sys.Errno.EAGAIN) return;
+        if (n !== -sys.Errno.EINTR) this.stats.dropped++;
+        continue;
+      }
+      for (let j = 0; j < n; j++) {
+        const m = j * MMSGHDR.size;
+        if ((vec.getUint32(m + MSGHDR.flags, true) & MSG.TRUNC) !== 0) {
+          this.stats.dropped++;
+          continue;
+        }
+        const length = vec.getUint32(m + MMSGHDR.len, true);
+        const nameLen = vec.getUint32(m + MSGHDR.namelen, true);
+        this.#queue(
+          fd,
+          this.#rxNames,
+          j * SA_MAX,
+          nameLen,
+          this.#rxAddress + j * DATAGRAM_MAX,
+          length,
+          this.#ownPort[slot]!,
+          TO_HOST,
+        );
+      }
+      this.flush(); // before the buffers are reused
+      if (n < BATCH) return;
+    }
+  }
+
+  /** A flow's target socket: replies, back to the sender through the listening socket. */
+  #onTargetReadable(flow: number, fd: number): void {
+    this.#now = sys.monotonicMs();
+    const vec = this.#rxVecView;
+    for (let round = 0; round < RECV_ROUNDS; round++) {
+      if (this.#targetFd[flow] !== fd) return; // closed meanwhile
+      const n = this.#receive(fd, false);
+      if (n < 0) {
+        if (n === -sys.Errno.EAGAIN) return;
+        // ECONNREFUSED and friends: an earlier datagram found no listener.
+        if (n !== -sys.Errno.EINTR) this.stats.dropped++;
+        continue;
+      }
+      this.#lastActive[flow] = this.#now;
+      // Every reply goes to the sender's address: the same name for all.
+      let count = 0;
+      for (let j = 0; j < n; j++) {
+        const m = j * MMSGHDR.size;
+        if ((vec.getUint32(m + MSGHDR.flags, true) & MSG.TRUNC) !== 0) {
+          this.stats.dropped++;
+          continue;
+        }
+        const length = vec.getUint32(m + MMSGHDR.len, true);
+        sys.setIovecAt(this.#txIovView, count, this.#rxAddress + j * DATAGRAM_MAX, length);
+        const t = count++ * MMSGHDR.size;
+        putU64(this.#txVecView, t + MSGHDR.name, this.#peerAddress + flow * SA_MAX);
+        this.#txVecView.setUint32(t + MSGHDR.namelen, this.#peerLen[flow]!, true);
+      }
+      const listen = this.#listenFd[flow]!;
+      let sent = 0;
+      while (sent < count) {
+        const r = this.#sendBatch(listen, sent, count - sent);
+        if (r === -sys.Errno.EINTR) continue;
+        if (r <= 0) {
+          sent++;
+          this.stats.dropped++;
+          continue;
+        }
+        sent += r;
+        this.stats.replies += r;
+      }
+      if (n < BATCH) return;
+    }
+  }
+
+  /** sendmmsg of send-vector entries [from, from + count) on `fd`: sent or -errno. */
+  #sendBatch(fd: number, from: number, count: number): number {
+    // After a refused datagram (rare) the rest starts inside the vector.
+    const vec = from === 0 ? this.#txVec : this.#txVec.subarray(from * MMSGHDR.size);
+    return sys.sendmmsg(fd, vec, count, MSG.DONTWAIT | MSG.NOSIGNAL);
+  }
+}
