@@ -196,6 +196,11 @@ export class TcpTranslator implements TransportHandler {
   readonly #sndbuf = new Int32Array(FLOW_MAX);
   readonly #pending = new Int32Array(FLOW_MAX);
   #pendingCount = 0;
+  /** Flows closed this turn, and their sockets: released at the end of the turn. */
+  readonly #closedFlow = new Int32Array(FLOW_MAX);
+  readonly #closedFd = new Int32Array(FLOW_MAX);
+  #closedCount = 0;
+  readonly #closing = new Uint8Array(FLOW_MAX);
   #zeroWindowFlows = 0;
   #windowTimer = -1;
   #highWater = 0;
@@ -230,7 +235,10 @@ export class TcpTranslator implements TransportHandler {
   constructor(ctx: DataPathContext) {
     this.#ctx = ctx;
     this.#kind = ctx.loop.defineKind("tcp", (index, events) => this.#onSocket(index, events));
-    ctx.loop.addEndOfTurn(() => this.#flushAcks());
+    ctx.loop.addEndOfTurn(() => {
+      this.#flushAcks();
+      this.#reap();
+    });
     ctx.loop.addTimer("tcp", TICK_MS, () => this.#tick());
     this.#windowTimer = ctx.loop.addTimer("tcp-window", WINDOW_POLL_MS, () => this.#pollWindows());
     sys.timerfdSet(this.#windowTimer, 0, 0); // armed only while a window is shut
@@ -495,6 +503,7 @@ export class TcpTranslator implements TransportHandler {
     } else if (r === -sys.Errno.EINPROGRESS) {
       this.#setEvents(flow, EPOLL.OUT | EPOLL.RDHUP);
     } else {
+      if (log.debugging) log.debug(`tcp: flow ${flow}: connect: ${sys.errnoName(-r)}`);
       this.#refuse(flow);
     }
   }
@@ -662,7 +671,10 @@ export class TcpTranslator implements TransportHandler {
     if ((state & S_CONNECTING) !== 0) {
       const error = this.#sockInt(fd, SO.ERROR);
       if (error === 0 && (events & EPOLL.OUT) !== 0) this.#connected(flow);
-      else if (error !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) this.#refuse(flow);
+      else if (error !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) {
+        if (log.debugging) log.debug(`tcp: flow ${flow}: connect: ${sys.errnoName(error)}`);
+        this.#refuse(flow);
+      }
       return;
     }
     if ((events & EPOLL.ERR) !== 0) {
@@ -1027,18 +1039,40 @@ export class TcpTranslator implements TransportHandler {
     this.#close(flow, false);
   }
 
-  /** Close the flow; `abort` sends an RST to the host side (SO_LINGER 0). */
+  /**
+   * Close the flow; `abort` sends an RST to the host side (SO_LINGER 0). The
+   * connection leaves the lookup table now, but its socket is closed and its
+   * flow number freed only at the end of the loop turn: events of this turn's
+   * batch may still name them, and must not reach a new connection that got
+   * the same number or descriptor meanwhile.
+   */
   #close(flow: number, abort: boolean): void {
+    if (this.#closing[flow] === 1) return;
+    this.#closing[flow] = 1;
     const fd = this.#sock[flow]!;
     if (fd >= 0) {
       if (abort) sys.trySetsockoptBytes(fd, SOL.SOCKET, 13, /* SO_LINGER */ this.#linger);
-      sys.close(fd);
+      if (this.#events[flow] !== 0) this.#ctx.loop.remove(fd);
     }
     if ((this.#state[flow]! & S_WINDOW_ZERO) !== 0) this.#clearWindowZero(flow);
     this.#sock[flow] = -1;
     this.#state[flow] = 0;
     this.#events[flow] = 0;
-    this.#ctx.flows.free(flow);
+    this.#ctx.flows.remove(flow);
+    this.#closedFd[this.#closedCount] = fd;
+    this.#closedFlow[this.#closedCount++] = flow;
+  }
+
+  /** End of a loop turn: close what `#close` set aside. */
+  #reap(): void {
+    for (let i = 0; i < this.#closedCount; i++) {
+      const fd = this.#closedFd[i]!;
+      if (fd >= 0) sys.close(fd);
+      const flow = this.#closedFlow[i]!;
+      this.#closing[flow] = 0;
+      this.#ctx.flows.free(flow);
+    }
+    this.#closedCount = 0;
   }
 
   /** Timers: handshakes, retransmissions, idle connections. */
@@ -1084,5 +1118,6 @@ export class TcpTranslator implements TransportHandler {
     for (let flow = 0; flow < this.#highWater; flow++) {
       if (this.#sock[flow]! >= 0) this.#close(flow, false);
     }
+    this.#reap();
   }
 }
