@@ -774,11 +774,12 @@ transportTest(
     assert.equal(v6.ok, true, `[::1]:${port}: ${JSON.stringify(v6)}`);
     await Deno.writeTextFile(stop!, "");
     assert.ok(await waitFile(closed!, 5000), "listener never closed");
-    const free = json((await sb.run(helper("wait-free", "127.0.0.1", port, 3))).stdout);
+    // Released at the next scan (once a second); slack for a loaded machine.
+    const free = json((await sb.run(helper("wait-free", "127.0.0.1", port, 6))).stdout);
     assert.equal(
       free.ok,
       true,
-      `host port still bound 3 s after the listener closed: ${JSON.stringify(free)}`,
+      `host port still bound 6 s after the listener closed: ${JSON.stringify(free)}`,
     );
     const r = await p.result;
     assert.equal(r.code, 0, show(r));

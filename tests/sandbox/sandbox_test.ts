@@ -70,15 +70,18 @@ Deno.test({
       const slow = await sb.run(["sleep", "30"], { timeoutMs: 300 });
       assert.ok(slow.timedOut, `status ${slow.code}`);
 
-      const sleeper = await sb.spawn(["sleep", "60"], { user: true });
+      // Durations no other test uses, so pgrep below sees only these two.
+      const mark = 60 + Math.floor(Math.random() * 1e6) / 1e7;
+      const sleeper = await sb.spawn(["sleep", `${mark}`], { user: true });
       pid = sleeper.pid;
       assert.ok(await sleeper.alive());
       const marker = `${sb.dir}/marker`;
-      await sb.spawn(["sh", "-c", `echo $$ > ${marker}; exec sleep 61`]);
+      await sb.spawn(["sh", "-c", `echo $$ > ${marker}; exec sleep ${mark + 1}`]);
       assert.ok(
         await sb.waitFor(async () => (await Deno.stat(marker).catch(() => null)) !== null, 5000),
       );
-      const pgrep = await new Deno.Command("pgrep", { args: ["-f", "^sleep 6[01]$"] }).output();
+      const pattern = `^sleep (${mark}|${mark + 1})$`.replaceAll(".", "\\.");
+      const pgrep = await new Deno.Command("pgrep", { args: ["-f", pattern] }).output();
       outerPids = new TextDecoder().decode(pgrep.stdout).trim().split("\n").filter((s) => s);
       await sleeper.kill();
       assert.ok(await sb.waitFor(async () => !(await sleeper.alive()), 5000));
