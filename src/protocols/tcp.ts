@@ -130,6 +130,7 @@ const S_DUP_ACKS = 0x200; // owe three duplicate ACKs (window reopened)
 /** Duplicate ACKs sent for out-of-order segments, at most, per flow and loop turn. */
 const GAP_ACKS_MAX = 32;
 const S_WINDOW_ZERO = 0x400; // we advertised a zero window: update the guest when it opens
+const S_WAIT_SPACE = 0x800; // send buffer two-thirds full: EPOLLOUT asked, to update the window
 
 /** Counters. */
 export interface TcpStats {
@@ -158,6 +159,23 @@ const SIOCOUTQ = BigInt(IOCTL.SIOCOUTQ);
  * resume sending on their own.
  */
 const DATA_EVENTS = EPOLL.IN | EPOLL.RDHUP | EPOLL.ET;
+
+/** net.ipv4.tcp_wmem's maximum (bytes), or the kernel's default 4 MiB if unreadable. */
+function readTcpWmemMax(): number {
+  try {
+    const fields = Deno.readTextFileSync("/proc/sys/net/ipv4/tcp_wmem").trim().split(/\s+/);
+    const max = Number(fields[2]);
+    return Number.isFinite(max) && max > 0 ? max : 4 << 20;
+  } catch {
+    return 4 << 20;
+  }
+}
+
+/** Settings of the translator beyond the context. */
+export interface TcpOptions {
+  /** An established connection without traffic for this long is reset, ms (default 2 h). */
+  readonly idleTimeoutMs?: number;
+}
 
 /** The TCP translator for one tap side. */
 export class TcpTranslator implements TransportHandler {
@@ -201,6 +219,9 @@ export class TcpTranslator implements TransportHandler {
   readonly #closedFd = new Int32Array(FLOW_MAX);
   #closedCount = 0;
   readonly #closing = new Uint8Array(FLOW_MAX);
+  readonly #idleTimeoutMs: number;
+  /** The largest send buffer autotuning gives (net.ipv4.tcp_wmem, third value), bytes. */
+  readonly #sndbufAutoMax = readTcpWmemMax();
   #zeroWindowFlows = 0;
   #windowTimer = -1;
   #highWater = 0;
@@ -232,8 +253,9 @@ export class TcpTranslator implements TransportHandler {
   #inAddress = 0;
   readonly #isnSecret = crypto.getRandomValues(new Uint32Array(2));
 
-  constructor(ctx: DataPathContext) {
+  constructor(ctx: DataPathContext, options: TcpOptions = {}) {
     this.#ctx = ctx;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.#kind = ctx.loop.defineKind("tcp", (index, events) => this.#onSocket(index, events));
     ctx.loop.addEndOfTurn(() => {
       this.#flushAcks();
@@ -688,8 +710,10 @@ export class TcpTranslator implements TransportHandler {
       }
       return;
     }
-    if ((events & EPOLL.OUT) !== 0 && (state & S_WRITE_BLOCKED) !== 0) {
-      this.#state[flow] = (state & ~S_WRITE_BLOCKED) | S_DUP_ACKS;
+    if ((events & EPOLL.OUT) !== 0 && (state & (S_WRITE_BLOCKED | S_WAIT_SPACE)) !== 0) {
+      // Room again: a window update (three duplicates after a short write).
+      this.#state[flow] = (state & ~(S_WRITE_BLOCKED | S_WAIT_SPACE)) |
+        ((state & S_WRITE_BLOCKED) !== 0 ? S_DUP_ACKS : 0);
       this.#setEvents(flow, this.#events[flow]! & ~EPOLL.OUT);
       this.#owe(flow);
     }
@@ -815,10 +839,24 @@ export class TcpTranslator implements TransportHandler {
       sys.tryGetsockoptRaw(fd, SOL.SOCKET, SO.MEMINFO, this.#memInfo, this.#lenBuf) >= 0 &&
       this.#lenView.getUint32(0, true) > SK_MEMINFO.WMEM_QUEUED * 4
     ) {
-      const free = this.#memWords[SK_MEMINFO.SNDBUF]! - this.#memWords[SK_MEMINFO.WMEM_QUEUED]!;
+      const sndbuf = this.#memWords[SK_MEMINFO.SNDBUF]!;
+      const free = sndbuf - this.#memWords[SK_MEMINFO.WMEM_QUEUED]!;
       // Bookkeeping takes a few percent of each buffer: leave room for it, so
       // what the guest sends in this window fits.
       space = free - (free >> 5);
+      // Less than a third free is what the kernel calls "not writable". Asking
+      // for EPOLLOUT then marks the socket as limited by its buffer: autotuning
+      // grows the buffer as acknowledgements free it (which it would not do for
+      // a writer that never fills it), and the wake-up lets us tell the guest
+      // that the window opened. Once the buffer is as large as autotuning makes
+      // it, the ACKs for what the guest sends carry the window as it opens.
+      if (
+        free * 3 < sndbuf && sndbuf < this.#sndbufAutoMax &&
+        (this.#state[flow]! & S_WAIT_SPACE) === 0
+      ) {
+        this.#state[flow]! |= S_WAIT_SPACE;
+        this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT);
+      }
       return Math.max(0, Math.min(space, WINDOW_MAX));
     }
     const sndbuf = this.#sndbufNow(fd) || this.#sndbuf[flow]!;
@@ -1105,7 +1143,7 @@ export class TcpTranslator implements TransportHandler {
         }
         this.#retries[flow]!++;
         this.#retransmit(flow);
-      } else if (now - this.#lastActive[flow]! > IDLE_TIMEOUT_MS) {
+      } else if (now - this.#lastActive[flow]! > this.#idleTimeoutMs) {
         this.#sendFlags(flow, RST | ACK);
         this.#close(flow, true);
       }

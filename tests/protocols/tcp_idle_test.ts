@@ -1,0 +1,88 @@
+/**
+ * The TCP translator's activity timeout, in process: a guest connection to the
+ * host's loopback (through the gateway mapping of the UDP tests' context) that
+ * carries nothing for longer than the idle timeout is reset on both sides, and
+ * the flow table is empty again. The timeout is the product's 2 h by default;
+ * the test gives the translator 300 ms.
+ */
+import assert from "node:assert/strict";
+import { TcpTranslator } from "../../src/protocols/tcp.ts";
+import { ETH_HLEN } from "../../src/protocols/ethernet.ts";
+import { be16, be32, bytes, eth, ipv4, naiveChecksum, rd16, rd32, view } from "./_frames.ts";
+import { GUEST_MAC, OUR_MAC } from "./_fixtures.ts";
+import { GATEWAY4, HOST4, udpContext } from "./_udp_context.ts";
+
+const SYN = 0x02;
+const RST = 0x04;
+const ACK = 0x10;
+
+/** A TCP segment over IPv4 from the guest, checksums right. */
+function segment(sport: number, dport: number, seq: number, ack: number, flags: number) {
+  const tcp = bytes(
+    be16(sport),
+    be16(dport),
+    be32(seq),
+    be32(ack),
+    0x50,
+    flags,
+    be16(65535),
+    0,
+    0,
+    0,
+    0,
+  );
+  const pseudo = bytes(HOST4, GATEWAY4, 0, 6, be16(tcp.length));
+  const c = naiveChecksum(bytes(pseudo, tcp));
+  tcp[16] = c >> 8;
+  tcp[17] = c & 0xff;
+  return eth(OUR_MAC, GUEST_MAC, 0x0800, ipv4(HOST4, GATEWAY4, 6, tcp));
+}
+
+Deno.test("tcp: a connection idle past its timeout is reset both ways, no flow left", async () => {
+  const ctx = udpContext();
+  const tcp = new TcpTranslator(ctx, { idleTimeoutMs: 300 });
+  const frames: Uint8Array[] = [];
+  ctx.tap.onFrame = (f) => frames.push(f);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const accepted = listener.accept();
+  try {
+    const feed = (frame: Uint8Array) => {
+      const pkt = view(frame);
+      const ihl = (frame[ETH_HLEN]! & 0x0f) * 4;
+      tcp.fromTap4(pkt, ETH_HLEN, ihl, rd16(frame, ETH_HLEN + 2) - ihl);
+    };
+    const flagsOf = (f: Uint8Array) => f[ETH_HLEN + 20 + 13]!;
+    const until = (what: string, done: () => boolean, ms = 3000) => {
+      const deadline = Date.now() + ms;
+      while (!done()) {
+        assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+        ctx.loop.run(20, 1);
+      }
+    };
+    feed(segment(40000, port, 1000, 0, SYN));
+    until("the SYN-ACK", () => frames.some((f) => flagsOf(f) === (SYN | ACK)));
+    const synAck = frames.find((f) => flagsOf(f) === (SYN | ACK))!;
+    const ourSeq = rd32(synAck, ETH_HLEN + 20 + 4);
+    feed(segment(40000, port, 1001, ourSeq + 1, ACK));
+    ctx.loop.run(20, 1);
+    assert.equal(tcp.flowCount, 1);
+    const before = frames.length;
+    until("the reset", () => frames.slice(before).some((f) => (flagsOf(f) & RST) !== 0), 5000);
+    ctx.loop.run(0, 1); // the end of the turn releases the flow
+    assert.equal(tcp.flowCount, 0, "flow left after the idle timeout");
+    // The host side sees the connection end: reset before our accept got to
+    // it (accept fails), or a reset or end of stream on the accepted socket.
+    const conn = await accepted.catch((e) => e as Error);
+    if (conn instanceof Error) {
+      assert.match(conn.name, /NotConnected|ConnectionReset|ConnectionAborted/, String(conn));
+    } else {
+      const n = await conn.read(new Uint8Array(16)).catch(() => null);
+      assert.equal(n, null, "the host side still open");
+      conn.close();
+    }
+  } finally {
+    listener.close();
+    tcp.close();
+  }
+});
