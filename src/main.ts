@@ -22,6 +22,7 @@ import {
   readyDescriptor,
   runBackgroundStarter,
 } from "./process.ts";
+import { checkRunAs } from "./isolation.ts";
 import { runPasst } from "./passt.ts";
 import { runPasta } from "./pasta/pasta.ts";
 import { VERSION } from "./version.ts";
@@ -36,6 +37,7 @@ const COMMON_SUPPORTED = [
   "log-file",
   "log-size",
   "pid",
+  "runas",
   "help",
   "version",
 ];
@@ -146,6 +148,11 @@ export function main(mode: Mode, args: readonly string[]): number {
   const unsupported = unsupportedOption(config);
   if (unsupported !== undefined) {
     printTo(2, `${mode}: --${unsupported}: not supported yet`);
+    return 1;
+  }
+  const badRunAs = checkRunAs(config);
+  if (badRunAs !== undefined) {
+    printTo(2, `${mode}: ${badRunAs}`);
     return 1;
   }
 

@@ -21,6 +21,7 @@ import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "./
 import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
+import { isolate } from "./isolation.ts";
 import { announceReady, LOOP_SIGNALS, reapChildren } from "./process.ts";
 import {
   openPasstListener,
@@ -151,6 +152,13 @@ export function runPasst(config: PasstConfig): number {
     if (listener !== undefined) removePasstListener(listener);
     loop.close();
   };
+  try {
+    isolate(config, { handOver: listener === undefined ? [] : [listener.path] });
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    stop();
+    return 1;
+  }
   try {
     announceReady(config.pidFile);
   } catch (e) {

@@ -132,10 +132,25 @@ function spawnSelfDetached(env: string[]): number {
   }
 }
 
+/** The PID file opened ahead by `openPidFileAhead`: its path and descriptor. */
+let pidFileAhead: { path: string; fd: number } | undefined;
+
+/**
+ * Open (create) the PID file now, to be written by `writePidFile` later: for a
+ * process about to give up the rights to create it (isolation.ts). Throws if it can't.
+ */
+export function openPidFileAhead(path: string): void {
+  if (pidFileAhead !== undefined) return;
+  pidFileAhead = { path, fd: sys.open(path, O.WRONLY | O.CREAT | O.CLOEXEC, 0o644) };
+}
+
 /** Write `pid` and a newline to `path` (the -P/--pid option). Throws if it can't. */
 export function writePidFile(path: string, pid: number): void {
-  const fd = sys.open(path, O.WRONLY | O.CREAT | O.TRUNC | O.CLOEXEC, 0o644);
+  const ahead = pidFileAhead?.path === path ? pidFileAhead : undefined;
+  pidFileAhead = undefined;
+  const fd = ahead?.fd ?? sys.open(path, O.WRONLY | O.CREAT | O.TRUNC | O.CLOEXEC, 0o644);
   try {
+    if (ahead !== undefined) sys.ftruncate(fd, 0);
     const bytes = new TextEncoder().encode(`${pid}\n`);
     if (sys.write(fd, bytes, bytes.length) !== bytes.length) {
       throw new Error(`cannot write PID file ${path}`);

@@ -56,8 +56,9 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(
     BOTH,
     "--runas UID[:GID]",
-    "If started as root, become this user (and group),",
-    "numeric or by name: LOGIN[:GROUP]. default: nobody",
+    "If started as root, become this user (and group)",
+    "once set up, numeric or by name: LOGIN[:GROUP]",
+    "default: nobody",
   ),
   entry(BOTH, "-h, --help", "Show this text and exit"),
   entry(BOTH, "--version", "Show the version and exit"),

@@ -91,7 +91,7 @@ export const STEP_IGNORE_FAILURE = 1;
 export const STEP_NONZERO = 2;
 
 /** Bytes before the first record: report fd, reserved. */
-const HEADER_SIZE = 16;
+export const PROGRAM_HEADER_SIZE = 16;
 /** Bytes per record: eight u64. */
 const RECORD_SIZE = 64;
 /** Bytes of the failure report the runner writes: step index, errno (u64 each). */
@@ -186,7 +186,7 @@ export class SyscallProgram {
    * The block's address is baked into it: it must not be copied before clone().
    */
   build(reportFd: number): Uint8Array<ArrayBuffer> {
-    const dataStart = HEADER_SIZE + (this.#steps.length + 1) * RECORD_SIZE;
+    const dataStart = PROGRAM_HEADER_SIZE + (this.#steps.length + 1) * RECORD_SIZE;
     const block = pinnedBuffer(dataStart + this.#dataSize);
     const view = new DataView(block.buffer);
     const base = addressOf(block);
@@ -196,7 +196,7 @@ export class SyscallProgram {
         : BigInt.asUintN(64, BigInt(arg));
 
     view.setBigUint64(0, BigInt(reportFd), true);
-    let at = HEADER_SIZE;
+    let at = PROGRAM_HEADER_SIZE;
     for (const step of this.#steps) {
       view.setBigUint64(at, BigInt(step.nr), true);
       for (let i = 0; i < 6; i++) {

@@ -412,6 +412,8 @@ export const CAP = {
   SYS_ADMIN: 21,
   SETUID: 7,
   SETGID: 6,
+  SETPCAP: 8,
+  CHOWN: 0,
 } as const;
 
 /** Syscall numbers, for code that must issue a raw system call. */
@@ -433,6 +435,8 @@ export const SYS = IS_X86_64
     ioctl: 16,
     fcntl: 72,
     close_range: 436,
+    capset: 126,
+    seccomp: 317,
   } as const
   : {
     read: 63,
@@ -451,4 +455,37 @@ export const SYS = IS_X86_64
     ioctl: 29,
     fcntl: 25,
     close_range: 436,
+    capset: 91,
+    seccomp: 277,
   } as const;
+
+// --- signal handlers, seccomp ------------------------------------------------------
+
+/**
+ * glibc's struct sigaction (same layout on x86_64 and aarch64): handler @0,
+ * sa_mask (128 bytes) @8, sa_flags (int) @136, sa_restorer @144; 152 bytes.
+ */
+export const SIGACTION = { size: 152, handler: 0, mask: 8, flags: 136 } as const;
+
+/** sigaction(2) flags. */
+export const SA = { SIGINFO: 0x4, RESTART: 0x10000000 } as const;
+
+/** seccomp(2) operations, flags and filter return values. */
+export const SECCOMP = {
+  SET_MODE_FILTER: 1,
+  FILTER_FLAG_TSYNC: 1,
+  RET_ALLOW: 0x7fff0000,
+  RET_ERRNO: 0x00050000,
+} as const;
+
+/** struct seccomp_data offsets: nr @0 (int), arch @4 (u32). */
+export const SECCOMP_DATA = { nr: 0, arch: 4 } as const;
+
+/** struct sock_fprog: len (u16) @0, filter pointer @8; 16 bytes. One sock_filter is 8 bytes. */
+export const SOCK_FPROG = { size: 16, len: 0, filter: 8, insnSize: 8 } as const;
+
+/** The AUDIT_ARCH_* value seccomp reports for native system calls on this machine. */
+export const AUDIT_ARCH = IS_X86_64 ? 0xc000003e : 0xc00000b7;
+
+/** x86_64 only: system call numbers with this bit set are x32 calls (never ours). */
+export const X32_SYSCALL_BIT = 0x40000000;

@@ -193,6 +193,14 @@ const symbols = {
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
   /* int posix_spawnattr_setsigmask(posix_spawnattr_t *a, const sigset_t *mask) */
   posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  /* int chown(const char *path, uid_t owner, gid_t group) */
+  chown: { parameters: ["buffer", "u32", "u32"], result: "i32" },
+  /* int tgkill(pid_t tgid, pid_t tid, int sig) */
+  tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  /* int sigaction(int sig, const struct sigaction *act, struct sigaction *old) */
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /* long syscall(SYS_seccomp, unsigned int op, unsigned int flags, void *args) */
+  syscall_seccomp: { name: "syscall", parameters: ["i64", "i64", "i64", "buffer"], result: "i64" },
   /* void _exit(int status) */
   _exit: { parameters: ["i32"], result: "void" },
 

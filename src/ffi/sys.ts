@@ -16,7 +16,7 @@
  * off-heap backing store, and take the address once with `addressOf()`.
  */
 import { c, sizeT } from "./libc.ts";
-import { lastErrno, SysError } from "./errno.ts";
+import { Errno, lastErrno, SysError } from "./errno.ts";
 import {
   AF,
   CAP,
@@ -37,6 +37,7 @@ import {
   SOCKADDR_IN_SIZE,
   SOCKADDR_UN_SIZE,
   SOL,
+  SYS,
   TCP_INFO,
   TCP_OPT,
   TIMESPEC_SIZE,
@@ -811,6 +812,39 @@ export function setrlimit(resource: number, soft: number, hard: number): void {
   v.setBigUint64(0, toBig(soft), true);
   v.setBigUint64(8, toBig(hard), true);
   checked("setrlimit", c.setrlimit(resource, buf));
+}
+
+/** chown(2). Throws on failure. */
+export function chown(path: string, uid: number, gid: number): void {
+  checked("chown", c.chown(cString(path), uid, gid), path);
+}
+
+/** tgkill(2): send `signal` to thread `tid` of this process: 0 or -errno. */
+export function tgkill(tid: number, signal: number): number {
+  return c.tgkill(c.getpid(), tid, signal) < 0 ? -lastErrno() : 0;
+}
+
+/**
+ * sigaction(2) with a prepared struct sigaction (`SIGACTION` layout); the previous
+ * one is stored into `old`. Throws on failure.
+ */
+export function sigaction(
+  signal: number,
+  act: Uint8Array<ArrayBuffer>,
+  old: Uint8Array<ArrayBuffer>,
+): void {
+  checked("sigaction", c.sigaction(signal, act, old), `signal ${signal}`);
+}
+
+/**
+ * seccomp(2) SECCOMP_SET_MODE_FILTER with `flags` and a prepared struct sock_fprog.
+ * Throws on failure; with SECCOMP_FILTER_FLAG_TSYNC a positive result is the
+ * thread that could not be synchronised (reported as ESRCH for that thread).
+ */
+export function seccompSetFilter(flags: number, fprog: Uint8Array<ArrayBuffer>): void {
+  const r = Number(c.syscall_seccomp(BigInt(SYS.seccomp), 1n, BigInt(flags), fprog));
+  if (r < 0) fail("seccomp");
+  if (r > 0) throw new SysError("seccomp", Errno.ESRCH, `thread ${r} cannot be synchronised`);
 }
 
 /** A user's uid and primary gid from the password database, or undefined. */

@@ -24,6 +24,7 @@
 import type { PastaConfig } from "../config/config.ts";
 import type { NetworkPlan } from "../config/network.ts";
 import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "../datapath.ts";
+import { errnoMessage, SysError } from "../ffi/errno.ts";
 import { CLONE, EPOLL, O, SIG, WAIT } from "../ffi/layout.ts";
 import { spawnProcess, writeIdMaps } from "../ffi/spawn.ts";
 import * as sys from "../ffi/sys.ts";
@@ -38,6 +39,7 @@ import {
   runBackgroundStarter,
   selfCommand,
 } from "../process.ts";
+import { isolate } from "../isolation.ts";
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
@@ -187,7 +189,14 @@ interface Worker {
 
 /** Set up the namespace side and the data path around the tap device. */
 function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string): Worker {
-  const netnsFd = sys.open(netnsPath, O.RDONLY | O.CLOEXEC);
+  let netnsFd: number;
+  try {
+    netnsFd = sys.open(netnsPath, O.RDONLY | O.CLOEXEC);
+  } catch (e) {
+    // Worded as the C pasta words it: tools show this line to their users.
+    const why = e instanceof SysError ? `${errnoMessage(e.errno)} (${e.code})` : String(e);
+    throw new Error(`Couldn't open network namespace ${netnsPath}: ${why}`);
+  }
   let ns: NsThread;
   try {
     ns = new NsThread(netnsFd);
@@ -369,6 +378,7 @@ function runSpawnWorker(config: PastaConfig): number {
     // SIGINT comes from the terminal, to the command as well: the command decides.
   });
   try {
+    isolate(config);
     child.release();
     child.awaitExec();
   } catch (e) {
@@ -417,6 +427,13 @@ function runJoinWorker(config: PastaConfig): number {
         worker.loop.stop(0);
       }
     });
+  }
+  try {
+    isolate(config);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    stopWorker(worker);
+    return 1;
   }
   try {
     announceReady(config.pidFile);

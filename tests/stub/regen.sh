@@ -1,6 +1,7 @@
 #!/bin/sh
-# Reassemble the clone() entry stubs and compare them with the bytes embedded in
-# src/ffi/clone_stub.ts (between the "// <ARCH>" and "// </ARCH>" marker lines).
+# Reassemble the machine-code stubs (the clone() entry, the per-thread signal
+# handler) and compare them with the bytes embedded in src/ffi/STUB.ts (between
+# the "// <ARCH>" and "// </ARCH>" marker lines).
 #
 #   tests/stub/regen.sh           check: exit 0 if both match, 1 if not
 #   tests/stub/regen.sh --write   rewrite the embedded bytes from the sources
@@ -10,7 +11,6 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-ts="$root/src/ffi/clone_stub.ts"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -21,10 +21,6 @@ for tool in as objcopy aarch64-linux-gnu-as aarch64-linux-gnu-objcopy; do
 	fi
 done
 
-as "$root/src/ffi/clone_stub_x86_64.s" -o "$tmp/x86_64.o"
-objcopy -O binary -j .text "$tmp/x86_64.o" "$tmp/x86_64.bin"
-aarch64-linux-gnu-as "$root/src/ffi/clone_stub_aarch64.s" -o "$tmp/aarch64.o"
-aarch64-linux-gnu-objcopy -O binary -j .text "$tmp/aarch64.o" "$tmp/aarch64.bin"
 
 # The bytes as TypeScript array elements, 12 per line, as deno fmt leaves them.
 literal() {
@@ -33,37 +29,45 @@ literal() {
 		     END { if (NR % 12 != 0) print "" }'
 }
 
-# The embedded bytes for one architecture, normalised to one hex byte per line.
+# The embedded bytes for one architecture ($1) in a file ($2), one hex byte per line.
 embedded() {
-	awk -v arch="$1" '$0 ~ "// </" arch ">" { on = 0 } on { print } $0 ~ "// <" arch ">" { on = 1 }' "$ts" |
+	awk -v arch="$1" '$0 ~ "// </" arch ">" { on = 0 } on { print } $0 ~ "// <" arch ">" { on = 1 }' "$2" |
 		grep -o '0x[0-9a-fA-F][0-9a-fA-F]' | tr 'A-F' 'a-f'
 }
 
-if [ "${1:-}" = "--write" ]; then
-	for arch in x86_64 aarch64; do
-		literal "$tmp/$arch.bin" >"$tmp/$arch.lit"
-		awk -v arch="$arch" -v lit="$tmp/$arch.lit" '
-			$0 ~ "// </" arch ">" { while ((getline l < lit) > 0) print l; on = 0 }
-			!on { print }
-			$0 ~ "// <" arch ">" { on = 1 }' "$ts" >"$tmp/out.ts"
-		cp "$tmp/out.ts" "$ts"
-	done
-	echo "regen.sh: rewrote the embedded stubs in $ts"
-	exit 0
-fi
-
 status=0
-for arch in x86_64 aarch64; do
-	literal "$tmp/$arch.bin" | grep -o '0x[0-9a-f][0-9a-f]' >"$tmp/$arch.want"
-	embedded "$arch" >"$tmp/$arch.have"
-	if [ ! -s "$tmp/$arch.have" ]; then
-		echo "regen.sh: no embedded $arch bytes found in $ts" >&2
-		status=1
-	elif ! cmp -s "$tmp/$arch.want" "$tmp/$arch.have"; then
-		echo "regen.sh: $arch stub in $ts differs from its source; run tests/stub/regen.sh --write" >&2
-		status=1
-	else
-		echo "regen.sh: $arch stub matches ($(wc -l <"$tmp/$arch.want") bytes)"
+for stub in clone_stub thread_stub; do
+	ts="$root/src/ffi/$stub.ts"
+	as "$root/src/ffi/${stub}_x86_64.s" -o "$tmp/x86_64.o"
+	objcopy -O binary -j .text "$tmp/x86_64.o" "$tmp/x86_64.bin"
+	aarch64-linux-gnu-as "$root/src/ffi/${stub}_aarch64.s" -o "$tmp/aarch64.o"
+	aarch64-linux-gnu-objcopy -O binary -j .text "$tmp/aarch64.o" "$tmp/aarch64.bin"
+
+	if [ "${1:-}" = "--write" ]; then
+		for arch in x86_64 aarch64; do
+			literal "$tmp/$arch.bin" >"$tmp/$arch.lit"
+			awk -v arch="$arch" -v lit="$tmp/$arch.lit" '
+				$0 ~ "// </" arch ">" { while ((getline l < lit) > 0) print l; on = 0 }
+				!on { print }
+				$0 ~ "// <" arch ">" { on = 1 }' "$ts" >"$tmp/out.ts"
+			cp "$tmp/out.ts" "$ts"
+		done
+		echo "regen.sh: rewrote the embedded stubs in $ts"
+		continue
 	fi
+
+	for arch in x86_64 aarch64; do
+		literal "$tmp/$arch.bin" | grep -o '0x[0-9a-f][0-9a-f]' >"$tmp/$arch.want"
+		embedded "$arch" "$ts" >"$tmp/$arch.have"
+		if [ ! -s "$tmp/$arch.have" ]; then
+			echo "regen.sh: no embedded $arch bytes found in $ts" >&2
+			status=1
+		elif ! cmp -s "$tmp/$arch.want" "$tmp/$arch.have"; then
+			echo "regen.sh: $arch $stub in $ts differs from its source; run tests/stub/regen.sh --write" >&2
+			status=1
+		else
+			echo "regen.sh: $arch $stub matches ($(wc -l <"$tmp/$arch.want") bytes)"
+		fi
+	done
 done
 exit $status
