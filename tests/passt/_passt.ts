@@ -6,8 +6,12 @@
  */
 import { sleep } from "../sandbox/sandbox.ts";
 
-/** Absolute path of the passt binary under test (./passt as `make` built it). */
-export const PASST = new URL("../../passt", import.meta.url).pathname;
+/**
+ * Absolute path of the passt binary under test: PASST_UNDER_TEST, or ./passt as `make`
+ * built it (PASST_UNDER_TEST=/usr/bin/passt validates tests against Debian's C passt).
+ */
+export const PASST = Deno.env.get("PASST_UNDER_TEST") ??
+  new URL("../../passt", import.meta.url).pathname;
 
 /** Why ./passt cannot be tested, or undefined. */
 export function passtMissing(): string | undefined {
