@@ -2,7 +2,8 @@
  * A real guest: Debian's kernel and a busybox initramfs (guest/build.sh, cached
  * under build/guest/) booted by qemu (TCG) with virtio-net over `-netdev stream`
  * to our passt, all inside the sandbox (tests/sandbox/): nothing reaches a real
- * network. The guest's init (guest/init.sh) takes a DHCP lease, waits for SLAAC,
+ * network. The guest's init (guest/init.sh) takes a DHCP lease, waits for SLAAC, gets
+ * its DHCPv6 address (a tiny static client, guest/dhcp6c.c),
  * pings the gateway over IPv4 and IPv6, fetches a 4 MiB file from a web server
  * on the sandbox host's loopback through the gateway mapping and prints its
  * SHA-256, resolves a name through a DNS responder there (UDP), answers a
@@ -107,6 +108,8 @@ function assertGuestLines(lines: string[], blobSum: string, run: string): void {
     ),
     // SLAAC: the /64 of the host's prefix with the guest's EUI-64, via passt's link-local.
     /^slaac 2001:db8:1:0:5054:ff:fe12:3456\/64 via fe80::[0-9a-f:]+$/,
+    // DHCPv6 (the guest's dhcp6c, rapid commit): the host's own address.
+    `dhcpv6 ${NET.host6}`,
     `ping4 ${NET.gateway4} ok`,
     `ping6 ${NET.gateway6} ok`,
     `sha256 ${blobSum}`,
@@ -125,7 +128,7 @@ function assertGuestLines(lines: string[], blobSum: string, run: string): void {
 
 Deno.test({
   name: unavailable === undefined
-    ? "passt: two real guests in a row (qemu, virtio-net): DHCP, SLAAC, ping, TCP, UDP, -t"
+    ? "passt: two real guests in a row (qemu, virtio-net): DHCP, SLAAC, DHCPv6, ping, TCP, UDP, -t"
     : `passt: real guests (ignored: ${unavailable})`,
   ignore: unavailable !== undefined,
   fn: () =>

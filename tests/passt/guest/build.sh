@@ -15,7 +15,7 @@ unavailable() { echo "unavailable: $*"; exit 2; }
 command -v dpkg-deb >/dev/null || unavailable "dpkg-deb is not installed"
 
 # The cache key: the inputs' contents (init script, this script) and the kernel version.
-key=$(cat "$here/init.sh" "$here/build.sh" | sha256sum | cut -c1-16)
+key=$(cat "$here/init.sh" "$here/build.sh" "$here/dhcp6c.c" | sha256sum | cut -c1-16)
 if [ -f "$out/key" ] && [ "$(cat "$out/key")" = "$key" ] && [ -f "$out/vmlinuz" ] &&
   [ -f "$out/initramfs.gz" ]; then
   echo "ok $out"
@@ -72,6 +72,10 @@ echo $order >"$rd/lib/modules/order"
 cp "$work/busybox/bin/busybox" "$rd/bin/busybox"
 ln -s busybox "$rd/bin/sh"
 cp "$here/init.sh" "$rd/init"
+# busybox has no DHCPv6 client: a tiny static one (dhcp6c.c).
+command -v gcc >/dev/null 2>&1 || unavailable "gcc is not installed (needed for the guest's dhcp6c)"
+gcc -static -O2 -o "$rd/bin/dhcp6c" "$here/dhcp6c.c" 2>"$work/gcc.log" ||
+  unavailable "building the guest's dhcp6c failed: $(head -c 300 "$work/gcc.log")"
 chmod 755 "$rd/init"
 bb="$work/busybox/bin/busybox"
 (cd "$rd" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$out/initramfs.gz.tmp"

@@ -46,6 +46,7 @@ for i in $(seq 1 50); do
   sleep 0.2
 done
 say "slaac ${addr6:-none} via $(ip -6 route show default | awk '{print $3; exit}')"
+say "dhcpv6 $(dhcp6c eth0 2>&1)"
 
 ping -c 1 -W 5 "$router" >/dev/null 2>&1 && say "ping4 $router ok" || say "ping4 $router failed"
 [ -n "$G_gw6" ] && { ping -c 1 -W 5 "$G_gw6" >/dev/null 2>&1 && say "ping6 $G_gw6 ok" || say "ping6 $G_gw6 failed"; }
