@@ -103,26 +103,23 @@ export function startDataPath(
     tap.setCapture(openPcap(config.pcapFile));
     log.info(`Saving packet capture to ${config.pcapFile}`);
   }
-  if (!config.noIcmp) {
-    ingress.setEcho(
-      new IcmpEcho(loop, {
-        ourMac: plan.ourMac,
-        guest,
-        ipv4: plan.ip4 !== undefined,
-        ipv6: plan.ip6 !== undefined,
-        outboundAddr4: config.ip4.outbound,
-        outboundAddr6: config.ip6.outbound,
-        outboundIf4: config.ip4.outboundIf,
-        outboundIf6: config.ip6.outboundIf,
-        mapHostLoopback4: plan.ip4?.mapHostLoopback,
-        mapHostLoopback6: plan.ip6?.mapHostLoopback,
-        mapGuestAddr4: plan.ip4?.mapGuestAddr,
-        mapGuestAddr6: plan.ip6?.mapGuestAddr,
-        guestAssigned4: plan.ip4?.address,
-        guestAssigned6: plan.ip6?.address,
-      }, tap.send.bind(tap)),
-    );
-  }
+  const echo = config.noIcmp ? undefined : new IcmpEcho(loop, {
+    ourMac: plan.ourMac,
+    guest,
+    ipv4: plan.ip4 !== undefined,
+    ipv6: plan.ip6 !== undefined,
+    outboundAddr4: config.ip4.outbound,
+    outboundAddr6: config.ip6.outbound,
+    outboundIf4: config.ip4.outboundIf,
+    outboundIf6: config.ip6.outboundIf,
+    mapHostLoopback4: plan.ip4?.mapHostLoopback,
+    mapHostLoopback6: plan.ip6?.mapHostLoopback,
+    mapGuestAddr4: plan.ip4?.mapGuestAddr,
+    mapGuestAddr6: plan.ip6?.mapGuestAddr,
+    guestAssigned4: plan.ip4?.address,
+    guestAssigned6: plan.ip6?.address,
+  }, tap.send.bind(tap));
+  ingress.setEcho(echo);
   const ctx: DataPathContext = {
     config,
     loop,
@@ -204,6 +201,7 @@ export function startDataPath(
       if (nsFiles !== undefined) closeProcNet(nsFiles);
       tcp?.close();
       udp?.close();
+      echo?.close();
       tap.flush();
     },
   };
