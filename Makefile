@@ -4,6 +4,8 @@
 #   make check        every test (unit and integration); prints "N passed, N failed"
 #   make lint         deno fmt --check, deno lint, deno check
 #   make bench        benchmarks (never part of check)
+#   make fuzz         the tap fuzzer at length, in the test sandbox: FUZZ_RUNS=200000,
+#                     FUZZ_SEED= (printed; with FUZZ_PATH= replays a failure)
 #   make install      PREFIX=/usr/local DESTDIR= : binaries, man pages, docs
 #   make pkgs         .deb and .rpm of what `make` built
 #
@@ -38,7 +40,7 @@ SOURCES := mod.ts deno.json $(shell find src -name '*.ts' 2>/dev/null)
 DENO_RUN_FLAGS := --allow-all --no-prompt --quiet
 export DENO_NO_UPDATE_CHECK := 1
 
-.PHONY: all deno check test lint fmt bench install uninstall uninstall-lib pkgs clean man
+.PHONY: all deno check test lint fmt bench fuzz install uninstall uninstall-lib pkgs clean man
 
 all: passt pasta man
 
@@ -101,6 +103,13 @@ bench: passt pasta | $(DENO)
 		echo "install with: apt-get install$$missing" >&2; exit 1; \
 	fi
 	$(DENO) run $(DENO_RUN_FLAGS) bench/run.ts
+
+# Property-based fuzzing of the whole tap input path (tests/fuzz/), in the test sandbox:
+# FUZZ_RUNS cases (make check runs a bounded number), about 10 ms each: the default
+# 200000 take about half an hour.
+FUZZ_RUNS ?= 200000
+fuzz: | $(DENO)
+	FUZZ_RUNS=$(FUZZ_RUNS) $(DENO) run $(DENO_RUN_FLAGS) tests/fuzz/_run.ts
 
 # Installs passt, the pasta link, the man pages and README.md under $(DESTDIR)$(PREFIX).
 # A compiled ./passt is copied as it is. A launcher ./passt points into this tree, so
