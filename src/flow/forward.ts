@@ -238,6 +238,13 @@ export class PortForwarder {
 
   /** Accept errors other than EAGAIN, counted (EMFILE, ECONNABORTED…). */
   acceptErrors = 0;
+  /** Times accepting paused because descriptors ran out. */
+  acceptPauses = 0;
+  /** Listeners whose readiness is ignored until descriptors are back, and the retry timer. */
+  readonly #paused: number[] = [];
+  #lastPauseLog = -Infinity;
+  /** Made at start: when it is needed, there are no descriptors to make it with. */
+  readonly #resumeTimer: number;
 
   /**
    * Open every listener of the static tables ("auto" tables start empty). Throws a
@@ -254,6 +261,8 @@ export class PortForwarder {
     this.#kind = loop.defineKind(`listen:${opts.name ?? "forward"}`, (index) => {
       this.#accept(index);
     });
+    this.#resumeTimer = loop.addTimer("accept-retry", ACCEPT_RETRY_MS, () => this.#resume());
+    sys.timerfdSet(this.#resumeTimer, 0, 0); // armed only while accepting is paused
     try {
       this.#bindStatic(opts.ephemeral ?? readEphemeralRange());
     } catch (e) {
@@ -625,6 +634,38 @@ export class PortForwarder {
 
   // --- data path ------------------------------------------------------------------------
 
+  /**
+   * Out of descriptors (or memory): the pending connection can't be taken, and a
+   * level-triggered listener would wake us again at once, forever. Stop watching
+   * it; the connections wait in its backlog (or time out there, as the kernel
+   * decides) until a timer gives it another try.
+   */
+  #pause(index: number, fd: number, errno: number): void {
+    if (this.#loop.modify(fd, this.#kind, index, 0) < 0) return;
+    if (this.#paused.length === 0) {
+      this.acceptPauses++;
+      const now = sys.monotonicMs();
+      if (now - this.#lastPauseLog >= PAUSE_LOG_INTERVAL_MS) {
+        this.#lastPauseLog = now;
+        log.warn(
+          `${this.#opts.name ?? "forward"}: accept: ${sys.errnoName(errno)}: new connections ` +
+            `wait until descriptors are free`,
+        );
+      }
+      sys.timerfdSet(this.#resumeTimer, ACCEPT_RETRY_MS, 0);
+    }
+    this.#paused.push(index);
+  }
+
+  /** Watch the paused listeners again: a backlog still waiting makes them readable. */
+  #resume(): void {
+    const paused = this.#paused.splice(0);
+    for (const index of paused) {
+      const fd = this.#fd[index] ?? -1;
+      if (fd >= 0) this.#loop.modify(fd, this.#kind, index, EPOLL.IN);
+    }
+  }
+
   /** A listener is readable: accept up to ACCEPT_BATCH connections. */
   #accept(index: number): void {
     const fd = this.#fd[index] ?? -1;
@@ -635,7 +676,14 @@ export class PortForwarder {
       this.#peerLenView.setUint32(0, SOCKADDR_STORAGE_SIZE, true);
       const conn = sys.acceptFrom(fd, peer, this.#peerLen, SOCK.NONBLOCK | SOCK.CLOEXEC);
       if (conn < 0) {
-        if (conn !== -sys.Errno.EAGAIN && conn !== -sys.Errno.EINTR) this.acceptErrors++;
+        if (conn === -sys.Errno.EAGAIN || conn === -sys.Errno.EINTR) return;
+        this.acceptErrors++;
+        if (
+          conn === -sys.Errno.EMFILE || conn === -sys.Errno.ENFILE ||
+          conn === -sys.Errno.ENOBUFS || conn === -sys.Errno.ENOMEM
+        ) {
+          this.#pause(index, fd, -conn);
+        }
         return;
       }
       let len = this.#peerLenView.getUint32(0, true);
@@ -649,6 +697,11 @@ export class PortForwarder {
     }
   }
 }
+
+/** How long accepting pauses when descriptors or memory ran out (ms). */
+const ACCEPT_RETRY_MS = 100;
+/** At most one warning about it per this interval (ms). */
+const PAUSE_LOG_INTERVAL_MS = 10_000;
 
 const ANY4 = new Uint8Array(4);
 const ANY6 = new Uint8Array(16);

@@ -5,7 +5,8 @@
  * listeners with PortForwarder, plays clients against them and prints one JSON
  * object with what it saw.
  *
- * Usage: _forward_probe.ts CASE   (translate, bind, exclude, all, budget, busy, udp, auto)
+ * Usage: _forward_probe.ts CASE   (translate, bind, exclude, all, budget, emfile, busy, udp,
+ *                                  auto)
  */
 
 import { formatIp, parseIp } from "../../src/config/addr.ts";
@@ -251,6 +252,38 @@ const cases: Record<string, () => Json> = {
     const noneError = errorOf(() => forwarder(loop, { tcp: table("~1-2999") }));
     loop.close();
     return { allError, noneError };
+  },
+
+  emfile() {
+    // Descriptors run out with connections waiting: accepting pauses instead of
+    // spinning, and resumes once descriptors are free.
+    const loop = new EventLoop();
+    const { fwd, accepted } = forwarder(loop, { tcp: table("2600"), name: "inbound" });
+    const clients = [0, 1, 2].map(() => connect("127.0.0.1", 2600).fd);
+    const fillers: number[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      const fd = sys.tryOpen("/dev/null", O.RDONLY | O.CLOEXEC);
+      if (fd < 0) break;
+      fillers.push(fd);
+    }
+    const turnsBefore = loop.stats.turns;
+    runUntil(loop, () => false, 500);
+    const turnsStarved = loop.stats.turns - turnsBefore;
+    const acceptedStarved = accepted.length;
+    for (const fd of fillers.splice(0, 16)) sys.close(fd);
+    const resumeMs = runUntil(loop, () => accepted.length === 3, 3000);
+    for (const fd of [...fillers, ...clients]) sys.close(fd);
+    const r = {
+      fillers: fillers.length + 16,
+      turnsStarved,
+      acceptedStarved,
+      pauses: fwd.acceptPauses,
+      accepted: accepted.length,
+      resumeMs,
+    };
+    fwd.close();
+    loop.close();
+    return r;
   },
 
   busy() {

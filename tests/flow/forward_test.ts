@@ -215,6 +215,20 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "out of descriptors: accepting pauses without spinning, and resumes",
+  ignore,
+  async fn() {
+    const r = await probe("emfile", ["ulimit -n 1024"]);
+    assert.ok(r.fillers > 0, JSON.stringify(r));
+    assert.equal(r.acceptedStarved, 0, JSON.stringify(r));
+    assert.ok(r.pauses >= 1, `accepting paused: ${JSON.stringify(r)}`);
+    // 500 ms of 50 ms waits: about 10 turns when idle; a spinning listener makes thousands.
+    assert.ok(r.turnsStarved < 40, `the loop spun: ${JSON.stringify(r)}`);
+    assert.equal(r.accepted, 3, `all accepted once descriptors are free: ${JSON.stringify(r)}`);
+  },
+});
+
 Deno.test("the /proc/net parser finds listening TCP and bound UDP ports", () => {
   const tcp = [
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  " +
