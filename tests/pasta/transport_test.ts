@@ -849,3 +849,70 @@ transportTest("malformed TCP segments and a SYN flood: pasta keeps serving", [
     else assert.fail("pasta answered a SYN with a bad TCP checksum");
   }
 });
+
+// --- what the options forbid --------------------------------------------------------------
+
+transportTest(
+  "options forbid: --no-map-gw keeps the host's loopback out of reach, --no-tcp all TCP",
+  ["socat", "ss"],
+  async (sb) => {
+    // A server on the host's loopback only: reachable through the gateway mapping by
+    // default, not with --no-map-gw (the gateway address is then the real gateway, which
+    // has nothing on that port).
+    const port = 11800;
+    const server = await sb.spawn([
+      "socat",
+      `TCP4-LISTEN:${port},bind=127.0.0.1,fork`,
+      "SYSTEM:echo hi",
+    ], {
+      timeoutMs: 60_000,
+    });
+    await waitListening(sb, "host", [port]);
+    const probe = (args: string[]) =>
+      runPasta(
+        sb,
+        ["--config-net", ...args],
+        `${NS_READY}\n${helperSh("refused", NET.gateway4, port, 3)}`,
+      );
+    const mapped = await probe([]);
+    assert.equal(mapped.code, 0, show(mapped));
+    assert.equal(json(mapped.stdout).result, "connected", `default mapping: ${show(mapped)}`);
+    const noMap = await probe(["--no-map-gw"]);
+    assert.equal(noMap.code, 0, show(noMap));
+    assert.notEqual(json(noMap.stdout).result, "connected", `--no-map-gw: ${show(noMap)}`);
+    // --no-tcp: no TCP at all, to the host or beyond; a refused or unanswered connect.
+    const noTcp = await runPasta(
+      sb,
+      ["--config-net", "--no-tcp"],
+      `${NS_READY}\n${helperSh("refused", NET.gateway4, port, 3)}\n${
+        helperSh("refused", NET.remote4, 22, 3)
+      }`,
+    );
+    assert.equal(noTcp.code, 0, show(noTcp));
+    for (const line of noTcp.stdout.trim().split("\n").filter((l) => l.startsWith("{"))) {
+      assert.notEqual(JSON.parse(line).result, "connected", `--no-tcp: ${show(noTcp)}`);
+    }
+    await server.kill();
+  },
+);
+
+transportTest(
+  "options forbid: with -t none -u none a namespace listener gets no host port",
+  ["ss"],
+  async (sb) => {
+    const port = 11801;
+    const [ready, stop, closed] = ["ready", "stop", "closed"].map((f) => `${sb.dir}/none-${f}`);
+    const script = [NS_READY, helperSh("auto-listener", port, ready!, stop!, closed!)].join("\n");
+    const p = await spawnPasta(sb, ["--config-net", "-t", "none", "-u", "none"], script);
+    assert.ok(await waitFile(ready!, 30_000), `listener never started: ${await early(p)}`);
+    // Longer than the auto scan interval: nothing appears on the host.
+    await sleep(2500);
+    const ss = await sb.run(["ss", "-Hltun"]);
+    assert.doesNotMatch(ss.stdout, new RegExp(`:${port}\\s`), ss.stdout);
+    const r = json((await sb.run(helper("refused", "127.0.0.1", port, 2))).stdout);
+    assert.equal(r.result, "ECONNREFUSED", JSON.stringify(r));
+    await Deno.writeTextFile(stop!, "");
+    const done = await p.result;
+    assert.equal(done.code, 0, show(done));
+  },
+);
