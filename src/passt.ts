@@ -78,6 +78,11 @@ export function runPasst(config: PasstConfig): number {
     loop.remove(fd);
     tap.detach();
     sys.close(fd);
+    // Nobody answers for the guest's connections any more: end them now, so the
+    // host's side sees them go and the next guest starts with a clean table.
+    const tcp = dp.tcp?.resetAll() ?? 0;
+    const udp = dp.udp?.closeFlows() ?? 0;
+    if (tcp + udp > 0) log.info(`${why}: ${tcp} TCP connections reset, ${udp} UDP flows closed`);
     if (config.oneOff) {
       log.info(`${why}: exiting (one-off)`);
       loop.stop(0);

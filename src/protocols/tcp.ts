@@ -1152,6 +1152,23 @@ export class TcpTranslator implements TransportHandler {
   }
 
   /** Close every connection (at exit). */
+  /**
+   * The guest is gone (passt's client left): reset every connection towards the
+   * host, since nobody will ever answer for it. Returns how many there were.
+   */
+  resetAll(): number {
+    let n = 0;
+    for (let flow = 0; flow < this.#highWater; flow++) {
+      if (this.#sock[flow]! >= 0 && this.#closing[flow] === 0) {
+        this.#close(flow, true);
+        n++;
+      }
+    }
+    this.#pendingCount = 0;
+    this.#reap();
+    return n;
+  }
+
   close(): void {
     for (let flow = 0; flow < this.#highWater; flow++) {
       if (this.#sock[flow]! >= 0) this.#close(flow, false);

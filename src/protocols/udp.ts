@@ -473,6 +473,22 @@ export class UdpTranslator implements TransportHandler {
     sys.close(fd);
   }
 
+  /**
+   * The guest is gone (passt's client left): forget every flow, closing the
+   * sockets of its own; forwarded ports stay. Returns how many flows there were.
+   */
+  closeFlows(): number {
+    const flows = this.#ctx.flows;
+    let n = 0;
+    for (let i = 0; i < FLOW_MAX; i++) {
+      if (flows.type[i] === FlowType.UDP && this.#fd[i]! >= 0) {
+        this.#closeFlow(i);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Close every flow socket and every forwarded socket; the translator goes quiet. */
   close(): void {
     const flows = this.#ctx.flows;

@@ -1,9 +1,10 @@
 /**
- * The TCP translator's activity timeout, in process: a guest connection to the
- * host's loopback (through the gateway mapping of the UDP tests' context) that
- * carries nothing for longer than the idle timeout is reset on both sides, and
- * the flow table is empty again. The timeout is the product's 2 h by default;
- * the test gives the translator 300 ms.
+ * How the TCP translator ends connections nobody serves any more, in process: a
+ * guest connection to the host's loopback (through the gateway mapping of the
+ * UDP tests' context) that carries nothing for longer than the idle timeout
+ * (2 h by default; 300 ms here), and connections whose guest went away
+ * (`resetAll`, passt's client leaving), are reset on both sides, and the flow
+ * table is empty again.
  */
 import assert from "node:assert/strict";
 import { TcpTranslator } from "../../src/protocols/tcp.ts";
@@ -38,49 +39,72 @@ function segment(sport: number, dport: number, seq: number, ack: number, flags: 
   return eth(OUR_MAC, GUEST_MAC, 0x0800, ipv4(HOST4, GATEWAY4, 6, tcp));
 }
 
-Deno.test("tcp: a connection idle past its timeout is reset both ways, no flow left", async () => {
+const flagsOf = (f: Uint8Array) => f[ETH_HLEN + 20 + 13]!;
+
+/**
+ * A translator with one established guest connection to a listener on the
+ * host's loopback; `accepted` is the host side's end (settles once awaited).
+ */
+function established(idleTimeoutMs?: number) {
   const ctx = udpContext();
-  const tcp = new TcpTranslator(ctx, { idleTimeoutMs: 300 });
+  const tcp = new TcpTranslator(ctx, idleTimeoutMs === undefined ? {} : { idleTimeoutMs });
   const frames: Uint8Array[] = [];
   ctx.tap.onFrame = (f) => frames.push(f);
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   const accepted = listener.accept();
+  const feed = (frame: Uint8Array) => {
+    const ihl = (frame[ETH_HLEN]! & 0x0f) * 4;
+    tcp.fromTap4(view(frame), ETH_HLEN, ihl, rd16(frame, ETH_HLEN + 2) - ihl);
+  };
+  const until = (what: string, done: () => boolean, ms = 3000) => {
+    const deadline = Date.now() + ms;
+    while (!done()) {
+      assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+      ctx.loop.run(20, 1);
+    }
+  };
+  feed(segment(40000, port, 1000, 0, SYN));
+  until("the SYN-ACK", () => frames.some((f) => flagsOf(f) === (SYN | ACK)));
+  const synAck = frames.find((f) => flagsOf(f) === (SYN | ACK))!;
+  feed(segment(40000, port, 1001, rd32(synAck, ETH_HLEN + 20 + 4) + 1, ACK));
+  ctx.loop.run(20, 1);
+  assert.equal(tcp.flowCount, 1);
+  return { ctx, tcp, frames, listener, accepted, until };
+}
+
+/** The host side sees the connection end: accept fails (reset first), or a read ends. */
+async function assertHostSideEnded(accepted: Promise<Deno.Conn>): Promise<void> {
+  const conn = await accepted.catch((e) => e as Error);
+  if (conn instanceof Error) {
+    assert.match(conn.name, /NotConnected|ConnectionReset|ConnectionAborted/, String(conn));
+    return;
+  }
+  const n = await conn.read(new Uint8Array(16)).catch(() => null);
+  assert.equal(n, null, "the host side still open");
+  conn.close();
+}
+
+Deno.test("tcp: a connection idle past its timeout is reset both ways, no flow left", async () => {
+  const { ctx, tcp, frames, listener, accepted, until } = established(300);
   try {
-    const feed = (frame: Uint8Array) => {
-      const pkt = view(frame);
-      const ihl = (frame[ETH_HLEN]! & 0x0f) * 4;
-      tcp.fromTap4(pkt, ETH_HLEN, ihl, rd16(frame, ETH_HLEN + 2) - ihl);
-    };
-    const flagsOf = (f: Uint8Array) => f[ETH_HLEN + 20 + 13]!;
-    const until = (what: string, done: () => boolean, ms = 3000) => {
-      const deadline = Date.now() + ms;
-      while (!done()) {
-        assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-        ctx.loop.run(20, 1);
-      }
-    };
-    feed(segment(40000, port, 1000, 0, SYN));
-    until("the SYN-ACK", () => frames.some((f) => flagsOf(f) === (SYN | ACK)));
-    const synAck = frames.find((f) => flagsOf(f) === (SYN | ACK))!;
-    const ourSeq = rd32(synAck, ETH_HLEN + 20 + 4);
-    feed(segment(40000, port, 1001, ourSeq + 1, ACK));
-    ctx.loop.run(20, 1);
-    assert.equal(tcp.flowCount, 1);
     const before = frames.length;
     until("the reset", () => frames.slice(before).some((f) => (flagsOf(f) & RST) !== 0), 5000);
     ctx.loop.run(0, 1); // the end of the turn releases the flow
     assert.equal(tcp.flowCount, 0, "flow left after the idle timeout");
-    // The host side sees the connection end: reset before our accept got to
-    // it (accept fails), or a reset or end of stream on the accepted socket.
-    const conn = await accepted.catch((e) => e as Error);
-    if (conn instanceof Error) {
-      assert.match(conn.name, /NotConnected|ConnectionReset|ConnectionAborted/, String(conn));
-    } else {
-      const n = await conn.read(new Uint8Array(16)).catch(() => null);
-      assert.equal(n, null, "the host side still open");
-      conn.close();
-    }
+    await assertHostSideEnded(accepted);
+  } finally {
+    listener.close();
+    tcp.close();
+  }
+});
+
+Deno.test("tcp: resetAll (the guest went away) ends every connection, no flow left", async () => {
+  const { tcp, listener, accepted } = established();
+  try {
+    assert.equal(tcp.resetAll(), 1);
+    assert.equal(tcp.flowCount, 0);
+    await assertHostSideEnded(accepted);
   } finally {
     listener.close();
     tcp.close();
