@@ -65,6 +65,17 @@ export function addressOf(buf: Uint8Array<ArrayBuffer>): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }
 
+/** The address of `bytes`' first byte as a number (exact: user addresses are < 2^53). */
+export function addressNumber(bytes: Uint8Array): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>)));
+}
+
+/** Write `value` (below 2^53) as a little-endian 64-bit integer at `offset` of `view`. */
+export function putU64(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value % 4294967296, true);
+  view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
+}
+
 function fail(call: string, detail?: string): never {
   // errno first: nothing may run between the failed call and this read.
   const errno = lastErrno();

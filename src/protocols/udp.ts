@@ -210,17 +210,6 @@ export class UdpStats {
   }
 }
 
-/** Writes `value` as a little-endian 64-bit integer (exact below 2^53) at `offset` of `view`. */
-function putU64(view: DataView, offset: number, value: number): void {
-  view.setUint32(offset, value % 4294967296, true);
-  view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
-}
-
-/** The address of `bytes`' first byte as a number (exact: user addresses are < 2^53). */
-function addressNumber(bytes: Uint8Array): number {
-  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes as Uint8Array<ArrayBuffer>)));
-}
-
 /** UDP translation over the tap path; see the file comment. */
 export class UdpTranslator implements TransportHandler {
   /** Counters, for tests and debugging. */
@@ -244,7 +233,7 @@ export class UdpTranslator implements TransportHandler {
   /** Original sender of a forwarded flow (struct sockaddr_in/in6, SA6_LEN bytes each). */
   readonly #peerSa = sys.pinnedBuffer(FLOW_MAX * SA6_LEN);
   readonly #peerSaLen = new Uint8Array(FLOW_MAX);
-  readonly #peerSaAddr = addressNumber(this.#peerSa);
+  readonly #peerSaAddr = sys.addressNumber(this.#peerSa);
 
   // Forwarded sockets (added at setup).
   readonly #forwardFd: number[] = [];
@@ -265,7 +254,7 @@ export class UdpTranslator implements TransportHandler {
   readonly #rxIov = sys.pinnedBuffer(RECV_BATCH * IOVEC_SIZE);
   readonly #rxIovView = new DataView(this.#rxIov.buffer);
   readonly #rxNames = sys.pinnedBuffer(RECV_BATCH * SA6_LEN);
-  readonly #rxNamesAddr = addressNumber(this.#rxNames);
+  readonly #rxNamesAddr = sys.addressNumber(this.#rxNames);
 
   // Scratch: socket addresses, translated addresses, header addresses, options.
   readonly #sa = sys.pinnedBuffer(SA6_LEN);
@@ -298,13 +287,13 @@ export class UdpTranslator implements TransportHandler {
     new DataView(this.#one.buffer).setInt32(0, 1, true);
 
     const tm = this.#txMsgView;
-    putU64(tm, MSGHDR.iov, addressNumber(this.#txIov));
-    putU64(tm, MSGHDR.iovlen, 1);
+    sys.putU64(tm, MSGHDR.iov, sys.addressNumber(this.#txIov));
+    sys.putU64(tm, MSGHDR.iovlen, 1);
     const rv = this.#rxVecView;
-    const rxIovAddr = addressNumber(this.#rxIov);
+    const rxIovAddr = sys.addressNumber(this.#rxIov);
     for (let j = 0; j < RECV_BATCH; j++) {
-      putU64(rv, j * MMSGHDR.size + MSGHDR.iov, rxIovAddr + j * IOVEC_SIZE);
-      putU64(rv, j * MMSGHDR.size + MSGHDR.iovlen, 1);
+      sys.putU64(rv, j * MMSGHDR.size + MSGHDR.iov, rxIovAddr + j * IOVEC_SIZE);
+      sys.putU64(rv, j * MMSGHDR.size + MSGHDR.iovlen, 1);
     }
 
     const config = ctx.config;
@@ -548,7 +537,7 @@ export class UdpTranslator implements TransportHandler {
     const bytes = pkt.bytes;
     if (bytes !== this.#txBytes) {
       this.#txBytes = bytes;
-      this.#txBytesAddr = addressNumber(bytes);
+      this.#txBytesAddr = sys.addressNumber(bytes);
     }
     sys.setIovecAt(
       this.#txIovView,
@@ -558,10 +547,10 @@ export class UdpTranslator implements TransportHandler {
     );
     const msg = this.#txMsgView;
     if (this.#ownership[index] === SHARED_SOCKET) {
-      putU64(msg, MSGHDR.name, this.#peerSaAddr + index * SA6_LEN);
+      sys.putU64(msg, MSGHDR.name, this.#peerSaAddr + index * SA6_LEN);
       msg.setUint32(MSGHDR.namelen, this.#peerSaLen[index]!, true);
     } else {
-      putU64(msg, MSGHDR.name, 0);
+      sys.putU64(msg, MSGHDR.name, 0);
       msg.setUint32(MSGHDR.namelen, 0, true);
     }
     const sent = sys.sendmsg(this.#fd[index]!, this.#txMsg, MSG.DONTWAIT | MSG.NOSIGNAL);
@@ -681,7 +670,7 @@ export class UdpTranslator implements TransportHandler {
     for (let j = 0; j < batch; j++) {
       sys.setIovecAt(this.#rxIovView, j, tap.slotAddress(j, headers), size);
       const m = j * MMSGHDR.size;
-      putU64(vec, m + MSGHDR.name, withName ? this.#rxNamesAddr + j * SA6_LEN : 0);
+      sys.putU64(vec, m + MSGHDR.name, withName ? this.#rxNamesAddr + j * SA6_LEN : 0);
       vec.setUint32(m + MSGHDR.namelen, withName ? SA6_LEN : 0, true);
     }
     return sys.recvmmsg(fd, this.#rxVec, batch, MSG.DONTWAIT);

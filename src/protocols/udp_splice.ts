@@ -73,15 +73,6 @@ export interface UdpSpliceOptions {
   readonly timeoutMs?: number;
 }
 
-function putU64(view: DataView, offset: number, value: number): void {
-  view.setUint32(offset, value % 4294967296, true);
-  view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
-}
-
-function addressNumber(bytes: Uint8Array<ArrayBuffer>): number {
-  return Number(sys.addressOf(bytes));
-}
-
 /** Side a flow's target socket lives in. */
 const TO_NAMESPACE = 0;
 const TO_HOST = 1;
@@ -119,7 +110,7 @@ export class UdpSplicer {
   #rx: Uint8Array<ArrayBuffer> | undefined;
   #rxAddress = 0;
   readonly #rxNames = sys.pinnedBuffer(BATCH * SA_MAX);
-  readonly #rxNamesAddress = addressNumber(this.#rxNames);
+  readonly #rxNamesAddress = sys.addressNumber(this.#rxNames);
   readonly #rxIov = sys.pinnedBuffer(BATCH * IOVEC_SIZE);
   readonly #rxIovView = new DataView(this.#rxIov.buffer);
   readonly #rxVec = sys.pinnedBuffer(BATCH * MMSGHDR.size);
@@ -151,20 +142,20 @@ export class UdpSplicer {
     this.#targetFd = new Int32Array(n).fill(-1);
     this.#targetPort = new Uint16Array(n);
     this.#peer = sys.pinnedBuffer(n * SA_MAX);
-    this.#peerAddress = addressNumber(this.#peer);
+    this.#peerAddress = sys.addressNumber(this.#peer);
     this.#peerLen = new Uint8Array(n);
     this.#lastActive = new Float64Array(n);
     this.#next = new Int32Array(n).fill(-1);
     this.#free = new Int32Array(n);
     for (let i = 0; i < n; i++) this.#free[i] = n - 1 - i;
     this.#freeTop = n;
-    const rxIovAddress = addressNumber(this.#rxIov);
-    const txIovAddress = addressNumber(this.#txIov);
+    const rxIovAddress = sys.addressNumber(this.#rxIov);
+    const txIovAddress = sys.addressNumber(this.#txIov);
     for (let j = 0; j < BATCH; j++) {
       const m = j * MMSGHDR.size;
-      putU64(this.#rxVecView, m + MSGHDR.iov, rxIovAddress + j * IOVEC_SIZE);
+      sys.putU64(this.#rxVecView, m + MSGHDR.iov, rxIovAddress + j * IOVEC_SIZE);
       this.#rxVecView.setUint32(m + MSGHDR.iovlen, 1, true);
-      putU64(this.#txVecView, m + MSGHDR.iov, txIovAddress + j * IOVEC_SIZE);
+      sys.putU64(this.#txVecView, m + MSGHDR.iov, txIovAddress + j * IOVEC_SIZE);
       this.#txVecView.setUint32(m + MSGHDR.iovlen, 1, true);
     }
     this.#targetKind = loop.defineKind("udp-splice", (flow, _events, fd) => {
@@ -308,7 +299,7 @@ export class UdpSplicer {
     const j = this.#txCount++;
     sys.setIovecAt(this.#txIovView, j, data, length);
     const m = j * MMSGHDR.size;
-    putU64(this.#txVecView, m + MSGHDR.name, 0);
+    sys.putU64(this.#txVecView, m + MSGHDR.name, 0);
     this.#txVecView.setUint32(m + MSGHDR.namelen, 0, true);
   }
 
@@ -440,13 +431,13 @@ export class UdpSplicer {
   #receive(fd: number, withNames: boolean): number {
     if (this.#rx === undefined) {
       this.#rx = sys.pinnedBuffer(BATCH * DATAGRAM_MAX);
-      this.#rxAddress = addressNumber(this.#rx);
+      this.#rxAddress = sys.addressNumber(this.#rx);
     }
     const vec = this.#rxVecView;
     for (let j = 0; j < BATCH; j++) {
       sys.setIovecAt(this.#rxIovView, j, this.#rxAddress + j * DATAGRAM_MAX, DATAGRAM_MAX);
       const m = j * MMSGHDR.size;
-      putU64(vec, m + MSGHDR.name, withNames ? this.#rxNamesAddress + j * SA_MAX : 0);
+      sys.putU64(vec, m + MSGHDR.name, withNames ? this.#rxNamesAddress + j * SA_MAX : 0);
       vec.setUint32(m + MSGHDR.namelen, withNames ? SA_MAX : 0, true);
     }
     return sys.recvmmsg(fd, this.#rxVec, BATCH, MSG.DONTWAIT);
@@ -513,7 +504,7 @@ export class UdpSplicer {
         const length = vec.getUint32(m + MMSGHDR.len, true);
         sys.setIovecAt(this.#txIovView, count, this.#rxAddress + j * DATAGRAM_MAX, length);
         const t = count++ * MMSGHDR.size;
-        putU64(this.#txVecView, t + MSGHDR.name, this.#peerAddress + flow * SA_MAX);
+        sys.putU64(this.#txVecView, t + MSGHDR.name, this.#peerAddress + flow * SA_MAX);
         this.#txVecView.setUint32(t + MSGHDR.namelen, this.#peerLen[flow]!, true);
       }
       const listen = this.#listenFd[flow]!;
