@@ -4,6 +4,7 @@
 #   make check        every test (unit and integration); prints "N passed, N failed"
 #   make lint         deno fmt --check, deno lint, deno check
 #   make bench        benchmarks (never part of check)
+#   make soak         pasta's memory over 10 minutes of mixed load and floods (SOAK_SECONDS)
 #   make fuzz         the tap fuzzer at length, in the test sandbox: FUZZ_RUNS=200000,
 #                     FUZZ_SEED= (printed; with FUZZ_PATH= replays a failure)
 #   make install      PREFIX=/usr/local DESTDIR= : binaries, man pages, docs
@@ -40,7 +41,7 @@ SOURCES := mod.ts deno.json $(shell find src -name '*.ts' 2>/dev/null)
 DENO_RUN_FLAGS := --allow-all --no-prompt --quiet
 export DENO_NO_UPDATE_CHECK := 1
 
-.PHONY: all deno check test lint fmt bench fuzz install uninstall uninstall-lib pkgs clean man
+.PHONY: all deno check test lint fmt bench soak fuzz install uninstall uninstall-lib pkgs clean man
 
 all: passt pasta man
 
@@ -92,7 +93,7 @@ fmt: | $(DENO)
 	$(DENO) fmt
 
 # Our pasta against Debian's C pasta and slirp4netns, in the test sandbox (bench/run.ts):
-# about 8 minutes; prints a markdown table and writes it to build/bench.md.
+# about 11 minutes; prints a markdown table and writes it to build/bench.md.
 BENCH_TOOLS := iperf3:iperf3 slirp4netns:slirp4netns pasta:passt taskset:util-linux ss:iproute2
 bench: passt pasta | $(DENO)
 	@missing=; for t in $(BENCH_TOOLS); do \
@@ -103,6 +104,11 @@ bench: passt pasta | $(DENO)
 		echo "install with: apt-get install$$missing" >&2; exit 1; \
 	fi
 	$(DENO) run $(DENO_RUN_FLAGS) bench/run.ts
+
+# Our pasta's RSS and descriptors under SOAK_SECONDS (default 600) of mixed load, SYN and
+# UDP floods, in the test sandbox (bench/soak.ts): "verdict: flat" or exit status 1.
+soak: passt pasta | $(DENO)
+	$(DENO) run $(DENO_RUN_FLAGS) bench/soak.ts
 
 # Property-based fuzzing of the whole tap input path (tests/fuzz/), in the test sandbox:
 # FUZZ_RUNS cases (make check runs a bounded number), about 10 ms each: the default
