@@ -93,7 +93,7 @@ fmt: | $(DENO)
 	$(DENO) fmt
 
 # Our pasta against Debian's C pasta and slirp4netns, in the test sandbox (bench/run.ts):
-# about 11 minutes; prints a markdown table and writes it to build/bench.md.
+# about 10 minutes; prints a markdown table and writes it to build/bench.md.
 BENCH_TOOLS := iperf3:iperf3 slirp4netns:slirp4netns pasta:passt taskset:util-linux ss:iproute2
 bench: passt pasta | $(DENO)
 	@missing=; for t in $(BENCH_TOOLS); do \

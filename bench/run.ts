@@ -5,26 +5,39 @@
  * PID namespaces): the sandbox's "host" namespace (eth0 192.0.2.2, a veth to the "remote"
  * namespace 192.0.2.1 with 203.0.113.1 beyond) is where each implementation runs, as the
  * sandbox's unprivileged user, giving a namespace of its own to a `sleep`. Clients run in
- * that namespace (nsenter), servers on the host's loopback or in the remote namespace:
- * no packet leaves the sandbox.
+ * that namespace (nsenter), servers on the host's loopback or in the remote namespace;
+ * for the forwarded (-t) figures the other way round: no packet leaves the sandbox.
  *
- * Figures, each RUNS times (median, min–max), per implementation:
- *   - TCP throughput (iperf3, T s after an OMIT s warm-up that is discarded): namespace →
+ * Figures, each RUNS times (median, min–max), per implementation (ours, C pasta,
+ * slirp4netns; "n/a" with a footnote where one has no such path):
+ *   - TCP throughput (iperf3, SECONDS s after an OMIT s warm-up that is discarded): namespace →
  *     host (through the tap to the gateway address, which maps to the host's 127.0.0.1),
  *     host → namespace (the same with -R), namespace → remote (203.0.113.1);
- *   - UDP throughput received, namespace → host, 1400-byte datagrams at UDP_RATE;
+ *   - TCP throughput, SHORT_SECONDS s runs: namespace → host over IPv6 (the gateway's IPv6
+ *     address, which maps to the host's ::1; slirp4netns with --enable-ipv6, fd00::2);
+ *     remote → namespace (client in the remote namespace to the host's 192.0.2.2, forwarded
+ *     with -t through the tap; not slirp4netns, whose forwarding needs its API socket);
+ *     spliced, pasta only: host 127.0.0.1 → namespace 127.0.0.1 through -t, and namespace
+ *     127.0.0.1 → host 127.0.0.1 through -T; and once, as a reference in the method notes,
+ *     plain loopback in the sandbox's host namespace (the ceiling of the spliced rows);
+ *   - UDP throughput received, namespace → host, 1400-byte datagrams at UDP_RATE (SECONDS
+ *     s), and 65000-byte datagrams at UDP64_RATE (SHORT_SECONDS s);
  *   - TCP request/response latency (1 byte each way) and connections per second (connect,
- *     close), namespace → host, with bench/rr.py;
+ *     close), namespace → host, with bench/rr.py; the latency again spliced (pasta only,
+ *     namespace 127.0.0.1 → host 127.0.0.1 through -T);
  *   - CPU time (utime + stime of the implementation's processes) per GB moved, namespace →
  *     host, and the peak RSS (VmHWM, summed over its processes, highest instance);
  *   - start-up: from the command line until `ip addr` in the namespace shows the address.
- * Then, as root and when BENCH_RAISED is not 0, the TCP figures again with the global
- * net.core.wmem_max and rmem_max raised to 64 MiB (restored afterwards, also on SIGINT).
+ * Then, as root and when BENCH_RAISED is not 0, the TCP tap figures again (not the spliced
+ * ones) with the global net.core.wmem_max and rmem_max raised to 64 MiB (restored
+ * afterwards, also on SIGINT). A full run takes about 10 minutes (BUDGET_MS stops it
+ * starting figures after 12).
  *
  * The table goes to stdout and to build/bench.md. Environment: BENCH_RUNS (default 3),
  * BENCH_PIN=0 to run unpinned (default: the implementation on CPU 0, clients and servers
  * on CPU 1), BENCH_RAISED=0 to skip the raised-buffer pass, and for quicker partial runs
- * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,udp,rr,startup, BENCH_UDP_RATE (iperf3 -b).
+ * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,tcp6,remote,splice,udp,rr,startup,
+ * BENCH_UDP_RATE and BENCH_UDP64_RATE (iperf3 -b).
  */
 
 import { type Sandbox, type SandboxProcess, sleep, withSandbox } from "../tests/sandbox/sandbox.ts";
@@ -39,14 +52,20 @@ const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? "3");
 const PIN = Deno.env.get("BENCH_PIN") !== "0";
 const RAISED = Deno.env.get("BENCH_RAISED") !== "0";
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
-const GROUPS = Deno.env.get("BENCH_FIGS")?.split(",") ?? ["tcp", "udp", "rr", "startup"];
+const GROUPS = Deno.env.get("BENCH_FIGS")?.split(",") ??
+  ["tcp", "tcp6", "remote", "splice", "udp", "rr", "startup"];
 const SECONDS = 3;
+/** iperf3 time of the figures added later (IPv6, remote → ns, spliced, UDP 65000 B). */
+const SHORT_SECONDS = 2;
 const OMIT = 1;
 const RR_SECONDS = 2;
 const UDP_RATE = Deno.env.get("BENCH_UDP_RATE") ?? "4G";
+/** iperf3 -b for 65000-byte datagrams: 0, unthrottled (20G was reached at once by both pastas). */
+const UDP64_RATE = Deno.env.get("BENCH_UDP64_RATE") ?? "0";
+const UDP64_LEN = 65000;
 const RAISED_BYTES = 64 << 20;
 /** The whole benchmark stops starting figures after this (figures left are "n/a"). */
-const BUDGET_MS = 9.5 * 60_000;
+const BUDGET_MS = 12 * 60_000;
 const IPERF_PORT = 5201;
 const RR_PORT = 5301;
 const TW_BUCKETS = 256;
@@ -58,12 +77,42 @@ interface Impl {
   readonly toHost: string;
   /** The namespace's IPv4 address once configured. */
   readonly addr: string;
+  /** Address in the namespace that reaches the host's ::1 (tap), if any. */
+  readonly toHost6?: string;
+  /** The namespace's IPv6 address once configured (with toHost6). */
+  readonly addr6?: string;
+  /** Has port forwarding from the command line and a spliced loopback path. */
+  readonly pasta: boolean;
 }
 
 const IMPLS: readonly Impl[] = ([
-  { key: "ours", name: "ours", toHost: "192.0.2.1", addr: "192.0.2.2" },
-  { key: "c", name: "C pasta", toHost: "192.0.2.1", addr: "192.0.2.2" },
-  { key: "slirp", name: "slirp4netns", toHost: "10.0.2.2", addr: "10.0.2.100" },
+  {
+    key: "ours",
+    name: "ours",
+    toHost: "192.0.2.1",
+    addr: "192.0.2.2",
+    toHost6: "2001:db8:1::1",
+    addr6: "2001:db8:1::2",
+    pasta: true,
+  },
+  {
+    key: "c",
+    name: "C pasta",
+    toHost: "192.0.2.1",
+    addr: "192.0.2.2",
+    toHost6: "2001:db8:1::1",
+    addr6: "2001:db8:1::2",
+    pasta: true,
+  },
+  {
+    key: "slirp",
+    name: "slirp4netns",
+    toHost: "10.0.2.2",
+    addr: "10.0.2.100",
+    toHost6: "fd00::2",
+    addr6: "fd00::",
+    pasta: false,
+  },
 ] as const).filter((i) => !ONLY || ONLY.includes(i.key));
 
 const OUR_PASTA = `${ROOT}pasta`;
@@ -71,10 +120,16 @@ const C_PASTA = "/usr/bin/pasta";
 
 type FigureId =
   | "tcpOut"
+  | "tcpOut6"
   | "tcpIn"
   | "tcpRemote"
+  | "tcpRemoteIn"
+  | "tcpSpliceIn"
+  | "tcpSpliceOut"
   | "udpOut"
+  | "udp64"
   | "rr"
+  | "rrSplice"
   | "crr"
   | "cpu"
   | "rss"
@@ -89,22 +144,62 @@ interface Figure {
 
 const FIGURES: readonly Figure[] = [
   { id: "tcpOut", label: "TCP ns → host (tap), IPv4", unit: "Gbit/s", digits: 2 },
+  { id: "tcpOut6", label: "TCP ns → host (tap), IPv6", unit: "Gbit/s", digits: 2 },
   { id: "tcpIn", label: "TCP host → ns (tap, -R), IPv4", unit: "Gbit/s", digits: 2 },
   { id: "tcpRemote", label: "TCP ns → remote, IPv4", unit: "Gbit/s", digits: 2 },
+  {
+    id: "tcpRemoteIn",
+    label: "TCP remote → ns (tap, -t to the host's address), IPv4",
+    unit: "Gbit/s",
+    digits: 2,
+  },
+  {
+    id: "tcpSpliceIn",
+    label: "TCP host → ns (spliced, -t, loopback), IPv4",
+    unit: "Gbit/s",
+    digits: 2,
+  },
+  {
+    id: "tcpSpliceOut",
+    label: "TCP ns → host (spliced, -T, loopback), IPv4",
+    unit: "Gbit/s",
+    digits: 2,
+  },
   {
     id: "udpOut",
     label: `UDP ns → host received, 1400 B at ${UDP_RATE}`,
     unit: "Gbit/s",
     digits: 2,
   },
+  {
+    id: "udp64",
+    label: `UDP ns → host received, ${UDP64_LEN} B ${
+      UDP64_RATE === "0" ? "unthrottled" : `at ${UDP64_RATE}`
+    }`,
+    unit: "Gbit/s",
+    digits: 2,
+  },
   { id: "rr", label: "TCP 1-byte request/response", unit: "µs/round trip", digits: 1 },
+  {
+    id: "rrSplice",
+    label: "TCP 1-byte request/response, spliced (-T, loopback)",
+    unit: "µs/round trip",
+    digits: 1,
+  },
   { id: "crr", label: "TCP connect+close", unit: "conn/s", digits: 0 },
   { id: "cpu", label: "CPU time, TCP ns → host", unit: "s/GB", digits: 2 },
   { id: "rss", label: "peak RSS (VmHWM, all its processes)", unit: "MiB", digits: 1 },
   { id: "startup", label: "start until the address is configured", unit: "ms", digits: 0 },
 ];
 
-const RAISED_FIGURES: readonly FigureId[] = ["tcpOut", "tcpIn", "tcpRemote", "cpu"];
+const RAISED_FIGURES: readonly FigureId[] = [
+  "tcpOut",
+  "tcpOut6",
+  "tcpIn",
+  "tcpRemote",
+  "tcpRemoteIn",
+  "cpu",
+];
 
 /** Measured values, with notes (a stall) attached; or why there is none. */
 type Cell = { values: number[]; flags?: string[] } | { na: string };
@@ -192,7 +287,8 @@ async function stopAll(sb: Sandbox, procs: SandboxProcess[], pids: number[]): Pr
   await Promise.race([done, sleep(3000)]);
 }
 
-async function start(sb: Sandbox, impl: Impl): Promise<Instance> {
+/** Starts `impl` with `extra` options (pasta's port forwarding; slirp4netns' --enable-ipv6). */
+async function start(sb: Sandbox, impl: Impl, extra: readonly string[] = []): Promise<Instance> {
   const hold = ["sleep", "900"];
   const opts = { user: true, timeoutMs: 900_000 };
   let nsPid = 0;
@@ -228,14 +324,14 @@ async function start(sb: Sandbox, impl: Impl): Promise<Instance> {
       20,
     );
     const slirp = await sb.spawn(
-      [...pinImpl, "slirp4netns", "--configure", "--mtu=65520", String(nsPid), "tap0"],
+      [...pinImpl, "slirp4netns", "--configure", "--mtu=65520", ...extra, String(nsPid), "tap0"],
       opts,
     );
     procs.push(slirp);
     pids = [slirp.pid];
   } else {
     const bin = impl.key === "ours" ? OUR_PASTA : C_PASTA;
-    const p = await sb.spawn([...pinImpl, bin, "--config-net", "--", ...hold], opts);
+    const p = await sb.spawn([...pinImpl, bin, "--config-net", ...extra, "--", ...hold], opts);
     procs.push(p);
     await sb.waitFor(
       async () => {
@@ -289,10 +385,23 @@ async function peakRss(sb: Sandbox, pids: number[]): Promise<number> {
 
 // --- servers ----------------------------------------------------------------------------------
 
-async function listening(sb: Sandbox, port: number, remote: boolean): Promise<boolean> {
+/** Where a client or server runs: the host, the remote namespace, or an instance's namespace. */
+interface At {
+  readonly remote?: boolean;
+  readonly inst?: Instance;
+}
+
+function at(where: At, cmd: readonly string[]): string[] {
+  return where.inst ? inNs(where.inst, cmd) : [...cmd];
+}
+
+async function listening(sb: Sandbox, port: number, where: At): Promise<boolean> {
   return await sb.waitFor(
     async () => {
-      const r = await sb.run(["ss", "-Hltn", `sport = :${port}`], { remote, timeoutMs: 5000 });
+      const r = await sb.run(at(where, ["ss", "-Hltn", `sport = :${port}`]), {
+        remote: where.remote === true,
+        timeoutMs: 5000,
+      });
       return r.stdout.trim() !== "";
     },
     5000,
@@ -304,10 +413,13 @@ async function server(
   sb: Sandbox,
   cmd: readonly string[],
   port: number,
-  remote = false,
+  where: At = {},
 ): Promise<SandboxProcess> {
-  const p = await sb.spawn([...pinTool, ...cmd], { remote, timeoutMs: 600_000 });
-  if (!(await listening(sb, port, remote))) {
+  const p = await sb.spawn(at(where, [...pinTool, ...cmd]), {
+    remote: where.remote === true,
+    timeoutMs: 600_000,
+  });
+  if (!(await listening(sb, port, where))) {
     await p.kill("KILL");
     throw new Error(`${cmd.join(" ")} is not listening`);
   }
@@ -330,11 +442,20 @@ interface IperfRun {
   stalled: boolean;
 }
 
-async function iperf(sb: Sandbox, inst: Instance, dst: string, extra: string[]): Promise<IperfRun> {
-  const args = ["iperf3", "-c", dst, "-p", String(IPERF_PORT), "-t", String(SECONDS)];
+async function iperf(
+  sb: Sandbox,
+  where: At,
+  dst: string,
+  extra: string[],
+  seconds = SECONDS,
+): Promise<IperfRun> {
+  const args = ["iperf3", "-c", dst, "-p", String(IPERF_PORT), "-t", String(seconds)];
   args.push("-O", String(OMIT), "-J", "--connect-timeout", "3000", ...extra);
-  const limit = (SECONDS + OMIT) * 1000 + 10_000;
-  const r = await sb.run(inNs(inst, [...pinTool, ...args]), { timeoutMs: limit });
+  const limit = (seconds + OMIT) * 1000 + 10_000;
+  const r = await sb.run(at(where, [...pinTool, ...args]), {
+    remote: where.remote === true,
+    timeoutMs: limit,
+  });
   if (r.timedOut) throw new Error(`iperf3 did not finish within ${limit / 1000} s (stalled)`);
   let j: Json;
   try {
@@ -357,9 +478,9 @@ async function iperf(sb: Sandbox, inst: Instance, dst: string, extra: string[]):
   return { bps: j.end.sum_received.bits_per_second, bytes, intervals, stalled };
 }
 
-async function rrProbe(sb: Sandbox, inst: Instance, dst: string, mode: "rr" | "crr") {
+async function rrProbe(sb: Sandbox, where: At, dst: string, mode: "rr" | "crr") {
   const cmd = [...pinTool, PYTHON, RR, mode, dst, String(RR_PORT), String(RR_SECONDS)];
-  const r = await sb.run(inNs(inst, cmd), { timeoutMs: RR_SECONDS * 1000 + 15_000 });
+  const r = await sb.run(at(where, cmd), { timeoutMs: RR_SECONDS * 1000 + 15_000 });
   if (r.code !== 0) {
     throw new Error(`rr.py ${mode} failed (${r.code}): ${r.stderr.trim().split("\n").pop()}`);
   }
@@ -419,6 +540,7 @@ async function measure(
   impl: Impl,
   figs: FigureId[],
   body: (inst: Instance) => Promise<void>,
+  extra: readonly string[] = [],
 ): Promise<void> {
   if (overBudget()) {
     for (const f of figs) na(table, f, impl, "time budget of the benchmark exhausted");
@@ -426,7 +548,7 @@ async function measure(
   }
   let inst: Instance;
   try {
-    inst = await start(sb, impl);
+    inst = await start(sb, impl, extra);
   } catch (e) {
     for (const f of figs) na(table, f, impl, (e as Error).message);
     return;
@@ -455,14 +577,14 @@ async function tcpFigure(
     sb,
     ["iperf3", "-s", "-B", bind, "-p", String(IPERF_PORT)],
     IPERF_PORT,
-    remote,
+    { remote },
   );
   try {
     await measure(sb, table, impl, fig === "tcpOut" ? [fig, "cpu"] : [fig], async (inst) => {
       for (let i = 0; i < RUNS; i++) {
         try {
           const cpu0 = await cpuSeconds(sb, inst.pids);
-          const run = await iperf(sb, inst, dst, fig === "tcpIn" ? ["-R"] : []);
+          const run = await iperf(sb, { inst }, dst, fig === "tcpIn" ? ["-R"] : []);
           const cpu1 = await cpuSeconds(sb, inst.pids);
           push(table, fig, impl, run.bps / 1e9, run.stalled ? STALL : undefined);
           if (fig === "tcpOut") push(table, "cpu", impl, (cpu1 - cpu0) / (run.bytes / 1e9));
@@ -488,28 +610,168 @@ async function udpFigure(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
     IPERF_PORT,
   );
   try {
-    await measure(sb, table, impl, ["udpOut"], async (inst) => {
+    await measure(sb, table, impl, ["udpOut", "udp64"], async (inst) => {
+      const udp = ["-u", "-b", UDP_RATE, "-l", "1400", "-w", "4M"];
+      await iperfRuns(sb, table, "udpOut", impl, { inst }, impl.toHost, udp, SECONDS);
+      await iperfRuns(sb, table, "udp64", impl, { inst }, impl.toHost, [
+        "-u",
+        "-b",
+        UDP64_RATE,
+        "-l",
+        String(UDP64_LEN),
+        "-w",
+        "4M",
+      ]);
+    });
+  } finally {
+    await srv.kill("KILL");
+  }
+}
+
+/** RUNS iperf3 runs of `fig` (from `where` to `dst`), or "n/a" with the first failure. */
+async function iperfRuns(
+  sb: Sandbox,
+  table: Table,
+  fig: FigureId,
+  impl: Impl,
+  where: At,
+  dst: string,
+  extra: string[],
+  seconds = SHORT_SECONDS,
+): Promise<void> {
+  for (let i = 0; i < RUNS; i++) {
+    try {
+      const run = await iperf(sb, where, dst, extra, seconds);
+      push(table, fig, impl, run.bps / 1e9, run.stalled ? STALL : undefined);
+      console.error(
+        `  ${impl.name} ${fig}: ${(run.bps / 1e9).toFixed(3)} Gbit/s [${run.intervals}]`,
+      );
+    } catch (e) {
+      na(table, fig, impl, (e as Error).message);
+      break;
+    }
+  }
+}
+
+/** Starts an iperf3 server in the instance's namespace; "n/a" for `fig` if it fails. */
+async function nsServer(
+  sb: Sandbox,
+  table: Table,
+  fig: FigureId,
+  impl: Impl,
+  inst: Instance,
+  bind: string[],
+): Promise<SandboxProcess | undefined> {
+  try {
+    return await server(sb, ["iperf3", "-s", ...bind, "-p", String(IPERF_PORT)], IPERF_PORT, {
+      inst,
+    });
+  } catch (e) {
+    na(table, fig, impl, (e as Error).message);
+    return undefined;
+  }
+}
+
+const PORT = String(IPERF_PORT);
+const NO_OTHER_FORWARDS = ["-u", "none", "-U", "none"];
+
+/** TCP ns → host over IPv6: the gateway's IPv6 address maps to the host's ::1. */
+async function tcp6Figure(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
+  const dst = impl.toHost6;
+  if (!dst) {
+    na(table, "tcpOut6", impl, "no IPv6 address standing for the host's loopback");
+    return;
+  }
+  const srv = await server(sb, ["iperf3", "-s", "-B", "::1", "-p", PORT], IPERF_PORT);
+  try {
+    await measure(sb, table, impl, ["tcpOut6"], async (inst) => {
+      // The IPv6 address may still be tentative (duplicate address detection).
+      const ready = await sb.waitFor(
+        async () => {
+          const r = await sb.run(inNs(inst, ["ip", "-6", "-o", "addr", "show", "scope", "global"]));
+          return r.stdout.includes(`inet6 ${impl.addr6}`) && !r.stdout.includes("tentative");
+        },
+        10_000,
+        50,
+      );
+      if (!ready) na(table, "tcpOut6", impl, "no IPv6 address in the namespace within 10 s");
+      else await iperfRuns(sb, table, "tcpOut6", impl, { inst }, dst, []);
+    }, impl.key === "slirp" ? ["--enable-ipv6"] : []);
+  } finally {
+    await srv.kill("KILL");
+  }
+}
+
+/** TCP from the remote namespace to the host's address, forwarded (-t) through the tap. */
+async function remoteInFigure(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
+  if (!impl.pasta) {
+    na(table, "tcpRemoteIn", impl, "port forwarding only through its API socket, not set up here");
+    return;
+  }
+  await measure(sb, table, impl, ["tcpRemoteIn"], async (inst) => {
+    const srv = await nsServer(sb, table, "tcpRemoteIn", impl, inst, []);
+    if (!srv) return;
+    try {
+      await iperfRuns(sb, table, "tcpRemoteIn", impl, { remote: true }, "192.0.2.2", []);
+    } finally {
+      await srv.kill("KILL");
+    }
+  }, ["-t", PORT, "-T", "none", ...NO_OTHER_FORWARDS]);
+}
+
+/** Plain loopback in the host namespace, no implementation: the spliced figures' ceiling. */
+const loopback: number[] = [];
+
+async function spliceFigures(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
+  if (!impl.pasta) {
+    for (const f of ["tcpSpliceIn", "tcpSpliceOut", "rrSplice"] as const) {
+      na(table, f, impl, "no spliced loopback path (nor -t/-T)");
+    }
+    return;
+  }
+  // host 127.0.0.1 → -t → the namespace's 127.0.0.1
+  await measure(sb, table, impl, ["tcpSpliceIn"], async (inst) => {
+    const srv = await nsServer(sb, table, "tcpSpliceIn", impl, inst, ["-B", "127.0.0.1"]);
+    if (!srv) return;
+    try {
+      await iperfRuns(sb, table, "tcpSpliceIn", impl, {}, "127.0.0.1", []);
+    } finally {
+      await srv.kill("KILL");
+    }
+  }, ["-t", PORT, "-T", "none", ...NO_OTHER_FORWARDS]);
+  // the namespace's 127.0.0.1 → -T → the host's 127.0.0.1, throughput then request/response
+  const srv = await server(sb, ["iperf3", "-s", "-B", "127.0.0.1", "-p", PORT], IPERF_PORT);
+  const rrSrv = await server(sb, [PYTHON, RR, "server", "127.0.0.1", String(RR_PORT)], RR_PORT);
+  try {
+    await measure(sb, table, impl, ["tcpSpliceOut", "rrSplice"], async (inst) => {
+      await iperfRuns(sb, table, "tcpSpliceOut", impl, { inst }, "127.0.0.1", []);
       for (let i = 0; i < RUNS; i++) {
         try {
-          const run = await iperf(sb, inst, impl.toHost, [
-            "-u",
-            "-b",
-            UDP_RATE,
-            "-l",
-            "1400",
-            "-w",
-            "4M",
-          ]);
-          push(table, "udpOut", impl, run.bps / 1e9, run.stalled ? STALL : undefined);
-          console.error(
-            `  ${impl.name} udpOut: ${(run.bps / 1e9).toFixed(3)} Gbit/s [${run.intervals}]`,
-          );
+          const v = await rrProbe(sb, { inst }, "127.0.0.1", "rr");
+          push(table, "rrSplice", impl, v);
+          console.error(`  ${impl.name} rrSplice: ${v.toFixed(1)}`);
         } catch (e) {
-          na(table, "udpOut", impl, (e as Error).message);
+          na(table, "rrSplice", impl, (e as Error).message);
           break;
         }
       }
-    });
+    }, ["-t", "none", "-T", `${PORT},${RR_PORT}`, ...NO_OTHER_FORWARDS]);
+  } finally {
+    await srv.kill("KILL");
+    await rrSrv.kill("KILL");
+  }
+}
+
+async function loopbackReference(sb: Sandbox): Promise<void> {
+  const srv = await server(sb, ["iperf3", "-s", "-B", "127.0.0.1", "-p", PORT], IPERF_PORT);
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      const run = await iperf(sb, {}, "127.0.0.1", [], SHORT_SECONDS);
+      loopback.push(run.bps / 1e9);
+      console.error(`  plain loopback: ${(run.bps / 1e9).toFixed(3)} Gbit/s [${run.intervals}]`);
+    }
+  } catch (e) {
+    console.error(`  plain loopback failed: ${(e as Error).message}`);
   } finally {
     await srv.kill("KILL");
   }
@@ -524,7 +786,7 @@ async function rrFigures(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
       for (const mode of ["rr", "crr"] as const) {
         for (let i = 0; i < RUNS; i++) {
           try {
-            const v = await rrProbe(sb, inst, impl.toHost, mode);
+            const v = await rrProbe(sb, { inst }, impl.toHost, mode);
             push(table, mode, impl, v);
             console.error(`  ${impl.name} ${mode}: ${v.toFixed(1)}`);
           } catch (e) {
@@ -554,11 +816,18 @@ async function startupFigure(sb: Sandbox, table: Table, impl: Impl): Promise<voi
 
 async function runPass(sb: Sandbox, raised: boolean): Promise<Table> {
   const table: Table = new Map();
+  if (GROUPS.includes("splice") && !raised) {
+    console.error("plain loopback (no implementation):");
+    await loopbackReference(sb);
+  }
   for (const impl of IMPLS) {
     console.error(`${impl.name}${raised ? " (wmem_max/rmem_max 64 MiB)" : ""}:`);
     for (const fig of ["tcpOut", "tcpIn", "tcpRemote"] as const) {
       if (GROUPS.includes("tcp")) await tcpFigure(sb, table, impl, fig);
     }
+    if (GROUPS.includes("tcp6")) await tcp6Figure(sb, table, impl);
+    if (GROUPS.includes("remote")) await remoteInFigure(sb, table, impl);
+    if (GROUPS.includes("splice") && !raised) await spliceFigures(sb, table, impl);
     if (raised) continue;
     if (GROUPS.includes("udp")) await udpFigure(sb, table, impl);
     if (GROUPS.includes("rr")) await rrFigures(sb, table, impl);
@@ -604,8 +873,11 @@ function renderTable(table: Table, only?: readonly FigureId[]): string {
     const ours = cells.get("ours");
     const c = cells.get("c");
     const stalled = [ours, c].some((x) => x && "values" in x && x.flags?.length);
-    const ratio = ours && c && "values" in ours && "values" in c
+    // No ratio to a C median of 0 (a transfer that stalled throughout).
+    const ratio = ours && c && "values" in ours && "values" in c && median(c.values) > 0
       ? `${(median(ours.values) / median(c.values)).toFixed(2)}×${stalled ? " (stalls)" : ""}`
+      : stalled
+      ? "– (stalls)"
       : "–";
     rows.push([
       fig.label,
@@ -652,8 +924,22 @@ function header(): string {
       PIN ? "implementation pinned to CPU 0, clients and servers to CPU 1" : "unpinned"
     }; ` +
     "each implementation runs as an unprivileged user in tests/sandbox/; ns → host goes to " +
-    "the gateway address (192.0.2.1, slirp4netns 10.0.2.2) that maps to the host's 127.0.0.1. " +
-    "Differences under ~15% between separate invocations are noise.",
+    "the gateway address (192.0.2.1, slirp4netns 10.0.2.2) that maps to the host's 127.0.0.1, " +
+    "over IPv6 to 2001:db8:1::1 (slirp4netns with --enable-ipv6: fd00::2), which maps to ::1; " +
+    "remote → ns runs the client in the remote namespace, to the host's address 192.0.2.2 " +
+    "forwarded with -t; the spliced rows go between the host's and the namespace's " +
+    "127.0.0.1 with -t (client on the host) or -T (client in the namespace). " +
+    `The rows added later (IPv6, remote → ns, spliced, UDP ${UDP64_LEN} B) and the plain ` +
+    `loopback reference use ${SHORT_SECONDS} s iperf3 runs to keep the whole under 13 ` +
+    "minutes. Differences under ~15% between separate invocations are noise.",
+    `- plain loopback, the ceiling of the spliced rows (iperf3 over 127.0.0.1 in the ` +
+    `sandbox's host namespace, no implementation, client and server as above): ${
+      loopback.length
+        ? `${median(loopback).toFixed(2)} (${Math.min(...loopback).toFixed(2)}–${
+          Math.max(...loopback).toFixed(2)
+        }) Gbit/s`
+        : "not measured"
+    }`,
   ].join("\n");
 }
 
