@@ -129,6 +129,11 @@ export class TcpSplicer {
   /** Free flow numbers, a stack. */
   readonly #free: Int32Array;
   #freeTop: number;
+  /** Flows ended this turn, and their descriptors: released at the end of the turn. */
+  readonly #ended: Int32Array;
+  #endedCount = 0;
+  readonly #closing: Int32Array;
+  #closingCount = 0;
   #active = 0;
   #lastRefuseLog = -Infinity;
   #refusedSinceLog = 0;
@@ -158,11 +163,14 @@ export class TcpSplicer {
     this.#pipeCap = new Int32Array(2 * n);
     this.#state = new Uint8Array(n);
     this.#free = new Int32Array(n);
+    this.#ended = new Int32Array(n);
+    this.#closing = new Int32Array(6 * n); // two sockets and two pipes per flow
     for (let i = 0; i < n; i++) this.#free[i] = n - 1 - i;
     this.#freeTop = n;
     this.#kind = loop.defineKind("tcp-splice", (index, events, fd) => {
       this.#event(index, events, fd);
     });
+    loop.addEndOfTurn(() => this.#reap());
   }
 
   /** Spliced connections open now. */
@@ -201,6 +209,7 @@ export class TcpSplicer {
   /** Reset every flow and close everything. */
   close(): void {
     for (let i = 0; i < this.#capacity; i++) if (this.#state[i] !== 0) this.#end(i, true);
+    this.#reap();
   }
 
   // --- opening --------------------------------------------------------------------------
@@ -445,17 +454,21 @@ export class TcpSplicer {
    * reset); otherwise gracefully. `counted` false for flows refused during setup.
    */
   #end(i: number, reset: boolean, counted = true): void {
+    // Descriptors are closed and the flow number freed at the end of the loop
+    // turn: events of this turn's batch may still name them, and must not reach
+    // a flow that got the same number or descriptors meanwhile.
     const sock = this.#sock;
     for (let side = 0; side < 2; side++) {
       const fd = sock[2 * i + side]!;
       if (fd < 0) continue;
       if (reset) sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.LINGER, this.#linger);
-      sys.close(fd); // also leaves the epoll set
+      this.#loop.remove(fd);
+      this.#closing[this.#closingCount++] = fd;
       sock[2 * i + side] = -1;
     }
     for (let k = 2 * i; k < 2 * i + 2; k++) {
-      if (this.#pipeR[k]! >= 0) sys.close(this.#pipeR[k]!);
-      if (this.#pipeW[k]! >= 0) sys.close(this.#pipeW[k]!);
+      if (this.#pipeR[k]! >= 0) this.#closing[this.#closingCount++] = this.#pipeR[k]!;
+      if (this.#pipeW[k]! >= 0) this.#closing[this.#closingCount++] = this.#pipeW[k]!;
       this.#pipeR[k] = this.#pipeW[k] = -1;
       this.#pending[k] = 0;
     }
@@ -465,7 +478,15 @@ export class TcpSplicer {
     }
     if (log.debugging) log.debug(`TCP splice ${i}: ${reset ? "reset" : "closed"}`);
     this.#state[i] = 0;
-    this.#free[this.#freeTop++] = i;
+    this.#ended[this.#endedCount++] = i;
     this.#active--;
+  }
+
+  /** End of a loop turn: close what `#end` set aside and free the flow numbers. */
+  #reap(): void {
+    for (let j = 0; j < this.#closingCount; j++) sys.close(this.#closing[j]!);
+    this.#closingCount = 0;
+    for (let j = 0; j < this.#endedCount; j++) this.#free[this.#freeTop++] = this.#ended[j]!;
+    this.#endedCount = 0;
   }
 }
