@@ -586,6 +586,10 @@ export class PortForwarder {
       r = sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.BINDTODEVICE, this.#ifname(ifname));
     }
     if (r < 0) return r;
+    // A forwarded UDP port takes bursts while we may be descheduled: a receive
+    // buffer as large as the system allows (net.core.rmem_max caps the request;
+    // failure only leaves the default).
+    if (proto !== PROTO_TCP) sys.trySetsockoptInt(fd, SOL.SOCKET, SO.RCVBUF, UDP_RCVBUF);
     const sa = this.#sockaddr;
     let len: number;
     if (family === AF.INET) {
@@ -697,6 +701,9 @@ export class PortForwarder {
     }
   }
 }
+
+/** Receive buffer asked for forwarded UDP ports (bytes; the kernel caps it at rmem_max). */
+const UDP_RCVBUF = 4 << 20;
 
 /** How long accepting pauses when descriptors or memory ran out (ms). */
 const ACCEPT_RETRY_MS = 100;

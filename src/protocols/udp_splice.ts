@@ -215,20 +215,7 @@ export class UdpSplicer {
       this.stats.dropped += count;
       return;
     }
-    let sent = 0;
-    while (sent < count) {
-      const r = this.#sendBatch(fd, sent, count - sent);
-      if (r === -sys.Errno.EINTR) continue;
-      if (r <= 0) {
-        // EAGAIN (buffer full) or an error pending from an earlier datagram
-        // (ECONNREFUSED): this datagram is lost, as the kernel would lose it.
-        sent++;
-        this.stats.dropped++;
-        continue;
-      }
-      sent += r;
-      this.stats.forwarded += r;
-    }
+    this.stats.forwarded += this.#sendAll(fd, count);
   }
 
   /**
@@ -507,21 +494,32 @@ export class UdpSplicer {
         sys.putU64(this.#txVecView, t + MSGHDR.name, this.#peerAddress + flow * SA_MAX);
         this.#txVecView.setUint32(t + MSGHDR.namelen, this.#peerLen[flow]!, true);
       }
-      const listen = this.#listenFd[flow]!;
-      let sent = 0;
-      while (sent < count) {
-        const r = this.#sendBatch(listen, sent, count - sent);
-        if (r === -sys.Errno.EINTR) continue;
-        if (r <= 0) {
-          sent++;
-          this.stats.dropped++;
-          continue;
-        }
-        sent += r;
-        this.stats.replies += r;
-      }
+      this.stats.replies += this.#sendAll(this.#listenFd[flow]!, count);
       if (n < BATCH) return;
     }
+  }
+
+  /**
+   * Send the first `count` entries of the send vector on `fd`; returns how many
+   * left. A datagram refused (EAGAIN: buffer full; or an error pending from an
+   * earlier one, such as ECONNREFUSED) is lost, as the kernel would lose it, and
+   * counted; the rest still go.
+   */
+  #sendAll(fd: number, count: number): number {
+    let sent = 0;
+    let done = 0;
+    while (done < count) {
+      const r = this.#sendBatch(fd, done, count - done);
+      if (r === -sys.Errno.EINTR) continue;
+      if (r <= 0) {
+        done++;
+        this.stats.dropped++;
+        continue;
+      }
+      done += r;
+      sent += r;
+    }
+    return sent;
   }
 
   /** sendmmsg of send-vector entries [from, from + count) on `fd`: sent or -errno. */

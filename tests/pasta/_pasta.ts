@@ -10,7 +10,9 @@ import {
   type RunOptions,
   type RunResult,
   type Sandbox,
+  type SandboxProcess,
   sandboxUnavailable,
+  sleep,
 } from "../sandbox/sandbox.ts";
 
 /** Absolute path of the pasta binary under test. */
@@ -144,4 +146,40 @@ export function show(r: RunResult): string {
   return `status ${r.code}${
     r.timedOut ? " (timed out)" : ""
   }\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+}
+
+/** Writes `size` random bytes to `path`; returns their SHA-256 (hex). */
+export async function randomFile(path: string, size: number): Promise<string> {
+  const data = new Uint8Array(size);
+  for (let off = 0; off < size; off += 65536) {
+    crypto.getRandomValues(data.subarray(off, Math.min(off + 65536, size)));
+  }
+  await Deno.writeFile(path, data);
+  return sha256(data);
+}
+
+/** SHA-256 of `data` (hex). */
+export async function sha256(data: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** SHA-256 of a file, or a description of why there is none. */
+export async function sha256File(path: string): Promise<string> {
+  try {
+    return await sha256(await Deno.readFile(path));
+  } catch (e) {
+    return `(unreadable: ${e})`;
+  }
+}
+
+/** `s` as one shell word. */
+export function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** What a background pasta printed, if it already ended. */
+export async function early(p: SandboxProcess): Promise<string> {
+  const r = await Promise.race([p.result, sleep(100).then(() => undefined)]);
+  return r ? show(r) : "(still running)";
 }

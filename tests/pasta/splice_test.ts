@@ -16,8 +16,19 @@
  */
 
 import assert from "node:assert/strict";
-import { NET, type Sandbox, type SandboxProcess, sleep, withSandbox } from "../sandbox/sandbox.ts";
-import { needs, PASTA, pastaSuiteIgnored, PYTHON, show, shWait } from "./_pasta.ts";
+import { NET, type Sandbox, sleep, withSandbox } from "../sandbox/sandbox.ts";
+import {
+  early,
+  needs,
+  PASTA,
+  pastaSuiteIgnored,
+  PYTHON,
+  randomFile,
+  sha256File,
+  shellQuote,
+  show,
+  shWait,
+} from "./_pasta.ts";
 
 const suiteIgnored = pastaSuiteIgnored();
 if (suiteIgnored) console.error(`tests/pasta ignored: ${suiteIgnored}`);
@@ -41,28 +52,6 @@ const LOOPBACK = { 4: "127.0.0.1", 6: "::1" } as const;
 
 // --- helpers -----------------------------------------------------------------------------
 
-async function randomFile(path: string, size: number): Promise<string> {
-  const data = new Uint8Array(size);
-  for (let off = 0; off < size; off += 65536) {
-    crypto.getRandomValues(data.subarray(off, Math.min(off + 65536, size)));
-  }
-  await Deno.writeFile(path, data);
-  return sha256(data);
-}
-
-async function sha256(data: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function sha256File(path: string): Promise<string> {
-  try {
-    return await sha256(await Deno.readFile(path));
-  } catch (e) {
-    return `(unreadable: ${e})`;
-  }
-}
-
 async function waitFiles(paths: string[], timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (const path of paths) {
@@ -77,10 +66,6 @@ async function waitFiles(paths: string[], timeoutMs: number): Promise<boolean> {
     }
   }
   return true;
-}
-
-function shellQuote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 function sh(argv: readonly (string | number)[]): string {
@@ -117,11 +102,6 @@ function spawnPasta(sb: Sandbox, args: readonly string[], script: string, timeou
 
 function runPasta(sb: Sandbox, args: readonly string[], script: string, timeoutMs = 90_000) {
   return sb.run([PASTA, ...args, "--", "sh", "-c", script], { user: true, timeoutMs });
-}
-
-async function early(p: SandboxProcess): Promise<string> {
-  const r = await Promise.race([p.result, sleep(100).then(() => undefined)]);
-  return r ? show(r) : "(still running)";
 }
 
 /** Waits until TCP `ports` listen in the sandbox's host namespace. */

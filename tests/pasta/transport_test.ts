@@ -16,11 +16,15 @@ import assert from "node:assert/strict";
 import { NET, type Sandbox, type SandboxProcess, sleep, withSandbox } from "../sandbox/sandbox.ts";
 import {
   cPastaDiffers,
+  early,
   IS_C_PASTA,
   needs,
   PASTA,
   pastaSuiteIgnored,
   PYTHON,
+  randomFile,
+  sha256File,
+  shellQuote,
   show,
   shWait,
 } from "./_pasta.ts";
@@ -58,30 +62,6 @@ type Json = any;
 const BIG = 32 << 20;
 const SMALL = 1024;
 
-/** Writes `size` random bytes to `path`; returns their SHA-256 (hex). */
-async function randomFile(path: string, size: number): Promise<string> {
-  const data = new Uint8Array(size);
-  for (let off = 0; off < size; off += 65536) {
-    crypto.getRandomValues(data.subarray(off, Math.min(off + 65536, size)));
-  }
-  await Deno.writeFile(path, data);
-  return sha256(data);
-}
-
-async function sha256(data: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** SHA-256 of a file, or a description of why there is none. */
-async function sha256File(path: string): Promise<string> {
-  try {
-    return await sha256(await Deno.readFile(path));
-  } catch (e) {
-    return `(unreadable: ${e})`;
-  }
-}
-
 /** Waits (bounded) until `path` exists. */
 async function waitFile(path: string, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -114,10 +94,6 @@ function helper(...args: (string | number)[]): string[] {
 /** The same, as a shell command line. */
 function helperSh(...args: (string | number)[]): string {
   return helper(...args).map(shellQuote).join(" ");
-}
-
-function shellQuote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
 /** Where a process runs: the sandbox's host, the remote namespace, or pasta's namespace. */
@@ -298,12 +274,6 @@ async function inbound(
   assert.deepEqual(failed, [], "clients that failed");
   assert.equal(r.code, 0, show(r));
   await verify(sb, transfers, hashes);
-}
-
-/** What a background pasta printed, if it already ended. */
-async function early(p: SandboxProcess): Promise<string> {
-  const r = await Promise.race([p.result, sleep(100).then(() => undefined)]);
-  return r ? show(r) : "(still running)";
 }
 
 /** Big and small, IPv4 and IPv6, in the directions given; ports from `base`. */
