@@ -29,7 +29,8 @@
 import { IOVEC_SIZE } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { PacketView } from "../protocols/packet.ts";
-import { FRAME_MAX, type FrameTap, OUT_SLOTS, SLOT_SIZE, type TapStats } from "./tap.ts";
+import { FrameArena, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
+import type { TapStats } from "./tap.ts";
 
 /** Size of the input buffer (bytes): many frames per read. */
 export const IN_BUFFER_SIZE = 8 << 20;
@@ -59,25 +60,20 @@ export interface StreamStats extends TapStats {
 }
 
 /** The qemu stream socket as a tap side (see the theory of operation above). */
-export class StreamTap {
+export class StreamTap extends FrameArena {
   #fd = -1;
   readonly #onBlocked: (fd: number, blocked: boolean) => void;
 
   // Output arena: slot i holds its prefix at i*SLOT_SIZE and its frame 4 bytes on.
   // The pending buffer follows it in the same memory: keeping a slot is a copyWithin.
-  readonly #output = sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS + PENDING_SIZE);
-  readonly #arena = this.#output.subarray(0, SLOT_SIZE * OUT_SLOTS);
-  readonly #arenaData = new DataView(this.#arena.buffer);
-  readonly #outView = new PacketView(this.#arena, 0);
-  readonly #arenaAddress = Number(sys.addressOf(this.#arena));
-  readonly #queuedLength = new Int32Array(OUT_SLOTS);
-  #queued = 0;
+  readonly #output: Uint8Array<ArrayBuffer>;
+  readonly #arenaData: DataView;
   readonly #iov = sys.pinnedBuffer(OUT_SLOTS * IOVEC_SIZE);
   readonly #iovView = new DataView(this.#iov.buffer);
 
   // Output the socket has not taken yet: bytes [#pendingStart, #pendingEnd).
-  readonly #pending = this.#output.subarray(SLOT_SIZE * OUT_SLOTS);
-  readonly #pendingAddress = Number(sys.addressOf(this.#output)) + SLOT_SIZE * OUT_SLOTS;
+  readonly #pending: Uint8Array<ArrayBuffer>;
+  readonly #pendingAddress: number;
   #pendingStart = 0;
   #pendingEnd = 0;
 
@@ -92,7 +88,6 @@ export class StreamTap {
   /** The bad length `readFrames` last found (for the owner's log line). */
   badLength = 0;
 
-  #capture: FrameTap | undefined;
   /** Counters. */
   readonly stats: StreamStats = { framesIn: 0, framesOut: 0, dropsOut: 0, partialWrites: 0 };
 
@@ -101,6 +96,12 @@ export class StreamTap {
    * remainder waits), `onBlocked(fd, false)` to stop (all written).
    */
   constructor(onBlocked: (fd: number, blocked: boolean) => void) {
+    const output = sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS + PENDING_SIZE);
+    super(output.subarray(0, SLOT_SIZE * OUT_SLOTS));
+    this.#output = output;
+    this.#arenaData = new DataView(output.buffer);
+    this.#pending = output.subarray(SLOT_SIZE * OUT_SLOTS);
+    this.#pendingAddress = sys.addressNumber(output) + SLOT_SIZE * OUT_SLOTS;
     this.#onBlocked = onBlocked;
   }
 
@@ -119,7 +120,7 @@ export class StreamTap {
     this.#fd = fd;
     this.#inFilled = 0;
     this.#pendingStart = this.#pendingEnd = 0;
-    this.#queued = 0;
+    this.queued = 0;
   }
 
   /** Forget the client (the owner closes its descriptor); what it had not taken is dropped. */
@@ -127,45 +128,8 @@ export class StreamTap {
     this.#fd = -1;
     this.#inFilled = 0;
     this.#pendingStart = this.#pendingEnd = 0;
-    this.stats.dropsOut += this.#queued;
-    this.#queued = 0;
-  }
-
-  /** Capture every frame to `capture` from now on. */
-  setCapture(capture: FrameTap | undefined): void {
-    this.#capture = capture;
-  }
-
-  /** A view positioned at a free output slot; build the frame there, then `queue(length)`. */
-  next(): PacketView {
-    if (this.#queued === OUT_SLOTS) this.flush();
-    this.#outView.setWindow(this.#queued * SLOT_SIZE + 4, 0);
-    return this.#outView;
-  }
-
-  /** Free output slots before the arena must be flushed. */
-  room(): number {
-    return OUT_SLOTS - this.#queued;
-  }
-
-  /** The address of byte `offset` of the `j`-th free slot's frame (`j` < `room()`). */
-  slotAddress(j: number, offset: number): number {
-    return this.#arenaAddress + (this.#queued + j) * SLOT_SIZE + 4 + offset;
-  }
-
-  /** Queue the frame of `length` bytes just built at `next()`'s window. */
-  queue(length: number): void {
-    if (length <= 0 || length > FRAME_MAX) return;
-    this.#queuedLength[this.#queued++] = length;
-  }
-
-  /** Copy a frame built elsewhere (`view`'s window) into the queue. */
-  send(view: PacketView): void {
-    const out = this.next();
-    const length = view.length;
-    if (length <= 0 || length > FRAME_MAX) return;
-    out.putFrom(0, view, 0, length);
-    if (!out.overflow) this.queue(length);
+    this.stats.dropsOut += this.queued;
+    this.queued = 0;
   }
 
   /**
@@ -173,33 +137,33 @@ export class StreamTap {
    * empty: what the socket does not take waits in `pending`, or is dropped.
    */
   flush(): void {
-    const queued = this.#queued;
+    const queued = this.queued;
     const fd = this.#fd;
     if (fd < 0) {
       this.stats.dropsOut += queued;
-      this.#queued = 0;
+      this.queued = 0;
       return;
     }
-    const capture = this.#capture;
+    const capture = this.capture;
     const arena = this.#arenaData;
     for (let i = 0; i < queued; i++) {
-      const length = this.#queuedLength[i]!;
+      const length = this.queuedLength[i]!;
       arena.setUint32(i * SLOT_SIZE, length); // big-endian, as qemu reads it
-      if (capture !== undefined) capture.writeFrame(this.#arena, i * SLOT_SIZE + 4, length);
+      if (capture !== undefined) capture.writeFrame(this.arena, i * SLOT_SIZE + 4, length);
     }
     const wasBlocked = this.blocked;
     if (wasBlocked && !this.#writePending()) {
       // Still stuck: the new frames wait behind the remainder, whole, or are dropped.
       for (let i = 0; i < queued; i++) this.#keep(i, 0);
-      this.#queued = 0;
+      this.queued = 0;
       return;
     }
-    this.#queued = 0;
+    this.queued = 0;
     if (queued > 0) {
       let total = 0;
       for (let i = 0; i < queued; i++) {
-        const bytes = 4 + this.#queuedLength[i]!;
-        sys.setIovecAt(this.#iovView, i, this.#arenaAddress + i * SLOT_SIZE, bytes);
+        const bytes = 4 + this.queuedLength[i]!;
+        sys.setIovecAt(this.#iovView, i, this.arenaAddress + i * SLOT_SIZE, bytes);
         total += bytes;
       }
       let n = sys.writev(fd, this.#iov, queued);
@@ -213,7 +177,7 @@ export class StreamTap {
         this.stats.partialWrites++;
         let written = n < 0 ? 0 : n;
         for (let i = 0; i < queued; i++) {
-          const bytes = 4 + this.#queuedLength[i]!;
+          const bytes = 4 + this.queuedLength[i]!;
           if (written >= bytes) {
             written -= bytes;
             this.stats.framesOut++;
@@ -234,7 +198,7 @@ export class StreamTap {
    * frame not started is dropped when it does not fit.
    */
   #keep(i: number, written: number): void {
-    const bytes = 4 + this.#queuedLength[i]! - written;
+    const bytes = 4 + this.queuedLength[i]! - written;
     if (PENDING_SIZE - this.#pendingEnd < bytes && this.#pendingStart > 0) {
       this.#pending.copyWithin(0, this.#pendingStart, this.#pendingEnd);
       this.#pendingEnd -= this.#pendingStart;
@@ -278,7 +242,7 @@ export class StreamTap {
     if (fd < 0) return StreamRead.Closed;
     const buffer = this.#inBuffer;
     const data = this.#inData;
-    const capture = this.#capture;
+    const capture = this.capture;
     for (let r = 0; r < READS_PER_EVENT; r++) {
       const free = IN_BUFFER_SIZE - this.#inFilled;
       // readv: the free space by address, no view made per read.

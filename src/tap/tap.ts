@@ -20,21 +20,11 @@
  */
 import * as sys from "../ffi/sys.ts";
 import { PacketView } from "../protocols/packet.ts";
+import { FRAME_MAX, FrameArena, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
 
-/** Size of one output slot: length prefix + the largest frame (bytes). */
-export const SLOT_SIZE = 4 + 65536;
-/** Output slots: frames that can wait for the end of a loop turn. */
-export const OUT_SLOTS = 128;
-/** The largest frame we read or write (bytes). */
-export const FRAME_MAX = 65536;
+export { FRAME_MAX, type FrameTap, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
 /** Frames read from a tap device per readiness event, at most. */
 export const READS_PER_EVENT = 64;
-
-/** Where frames may be copied for capture (the pcap writer). */
-export interface FrameTap {
-  /** Record `length` bytes at `offset` of `bytes`. */
-  writeFrame(bytes: Uint8Array, offset: number, length: number): void;
-}
 
 /** Counters for the tap side. */
 export interface TapStats {
@@ -47,84 +37,34 @@ export interface TapStats {
 }
 
 /** The output arena and the pasta tap device writer/reader. */
-export class TapDevice {
+export class TapDevice extends FrameArena {
   /** The tap device descriptor (nonblocking). */
   readonly fd: number;
-  readonly #arena = sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS);
-  readonly #outView = new PacketView(this.#arena, 0);
-  // User-space addresses fit in 53 bits: a plain number, no BigInt per frame.
-  readonly #arenaAddress = Number(sys.addressOf(this.#arena));
   readonly #frameViews: Uint8Array<ArrayBuffer>[] = [];
-  readonly #queuedLength = new Int32Array(OUT_SLOTS);
-  #queued = 0;
   readonly #inBuffer = sys.pinnedBuffer(FRAME_MAX);
   readonly #inView = new PacketView(this.#inBuffer, 0);
-  #capture: FrameTap | undefined;
   /** Counters. */
   readonly stats: TapStats = { framesIn: 0, framesOut: 0, dropsOut: 0 };
 
   constructor(fd: number) {
+    super(sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS));
     this.fd = fd;
     for (let i = 0; i < OUT_SLOTS; i++) {
-      this.#frameViews.push(this.#arena.subarray(i * SLOT_SIZE + 4, (i + 1) * SLOT_SIZE));
+      this.#frameViews.push(this.arena.subarray(i * SLOT_SIZE + 4, (i + 1) * SLOT_SIZE));
     }
-  }
-
-  /** Capture every frame to `capture` from now on. */
-  setCapture(capture: FrameTap | undefined): void {
-    this.#capture = capture;
-  }
-
-  /**
-   * A view positioned at a free output slot, with FRAME_MAX bytes of room. Build
-   * the frame from its window start, then call `queue(length)`.
-   */
-  next(): PacketView {
-    if (this.#queued === OUT_SLOTS) this.flush();
-    this.#outView.setWindow(this.#queued * SLOT_SIZE + 4, 0);
-    return this.#outView;
-  }
-
-  /** Free output slots before the arena must be flushed. */
-  room(): number {
-    return OUT_SLOTS - this.#queued;
-  }
-
-  /**
-   * The memory address (a number: user addresses fit in 53 bits) of byte `offset` of the `j`-th free slot's frame (0: the
-   * slot `next()` returns now), so that a socket read can land straight inside a
-   * frame (iovecs). `j` must be below `room()`.
-   */
-  slotAddress(j: number, offset: number): number {
-    return this.#arenaAddress + (this.#queued + j) * SLOT_SIZE + 4 + offset;
-  }
-
-  /** Queue the frame of `length` bytes just built at `next()`'s window. */
-  queue(length: number): void {
-    if (length <= 0 || length > FRAME_MAX) return;
-    this.#queuedLength[this.#queued++] = length;
-  }
-
-  /** Copy a frame built elsewhere (`view`'s window) into the queue. */
-  send(view: PacketView): void {
-    const out = this.next();
-    const length = view.length;
-    if (length <= 0 || length > FRAME_MAX) return;
-    out.putFrom(0, view, 0, length);
-    if (!out.overflow) this.queue(length);
   }
 
   /** Write every queued frame to the device. A full device queue drops frames, counted. */
   flush(): void {
-    const capture = this.#capture;
-    for (let i = 0; i < this.#queued; i++) {
-      const length = this.#queuedLength[i]!;
-      if (capture !== undefined) capture.writeFrame(this.#arena, i * SLOT_SIZE + 4, length);
+    const capture = this.capture;
+    for (let i = 0; i < this.queued; i++) {
+      const length = this.queuedLength[i]!;
+      if (capture !== undefined) capture.writeFrame(this.arena, i * SLOT_SIZE + 4, length);
       const n = sys.write(this.fd, this.#frameViews[i]!, length);
       if (n === length) this.stats.framesOut++;
       else this.stats.dropsOut++;
     }
-    this.#queued = 0;
+    this.queued = 0;
   }
 
   /**
@@ -133,7 +73,7 @@ export class TapDevice {
    * error other than EAGAIN/EINTR).
    */
   readFrames(ingress: (frame: PacketView) => void): boolean {
-    const capture = this.#capture;
+    const capture = this.capture;
     for (let i = 0; i < READS_PER_EVENT; i++) {
       const n = sys.read(this.fd, this.#inBuffer, FRAME_MAX);
       if (n < 0) {
