@@ -419,10 +419,13 @@ export class UdpSplicer {
     if (this.#rx === undefined) {
       this.#rx = sys.pinnedBuffer(BATCH * DATAGRAM_MAX);
       this.#rxAddress = sys.addressNumber(this.#rx);
+      for (let j = 0; j < BATCH; j++) {
+        sys.setIovecAt(this.#rxIovView, j, this.#rxAddress + j * DATAGRAM_MAX, DATAGRAM_MAX);
+      }
     }
+    // The kernel rewrites each name length: set again, with the name pointer.
     const vec = this.#rxVecView;
     for (let j = 0; j < BATCH; j++) {
-      sys.setIovecAt(this.#rxIovView, j, this.#rxAddress + j * DATAGRAM_MAX, DATAGRAM_MAX);
       const m = j * MMSGHDR.size;
       sys.putU64(vec, m + MSGHDR.name, withNames ? this.#rxNamesAddress + j * SA_MAX : 0);
       vec.setUint32(m + MSGHDR.namelen, withNames ? SA_MAX : 0, true);
