@@ -59,18 +59,12 @@ const unavailable = guestUnavailable();
 if (unavailable) console.error(`tests/passt/guest_test.ts ignored: ${unavailable}`);
 
 /** Boot the guest against `socket`; returns its "GUEST: " lines. */
-async function bootGuest(sb: Sandbox, socket: string): Promise<string[]> {
-  // The host's side of the -t forward: connect until the guest listens.
-  const client = sb.run([
-    "sh",
-    "-c",
-    `for i in $(seq 1 300); do
-       r=$(echo hello-from-host | socat -t 5 - TCP:127.0.0.1:${TCP_PORT} 2>/dev/null)
-       [ -n "$r" ] && { echo "$r"; exit 0; }
-       sleep 0.2
-     done; exit 1`,
-  ], { timeoutMs: 90_000 });
-  const qemu = await sb.run([
+async function bootGuest(sb: Sandbox, socket: string, run: string): Promise<string[]> {
+  // The console goes to a file, so that the host connects through -t only once the
+  // guest listens: an attempt made earlier would sit in passt until the guest is up
+  // and could take the guest's one-shot server from the attempt that waits.
+  const consoleFile = `${sb.dir}/console-${run.replaceAll(" ", "-")}.txt`;
+  const qemuArgs = [
     "qemu-system-x86_64",
     "-accel",
     "tcg",
@@ -89,11 +83,30 @@ async function bootGuest(sb: Sandbox, socket: string): Promise<string[]> {
     "virtio-net-pci,netdev=s",
     "-netdev",
     `stream,id=s,server=off,addr.type=unix,addr.path=${socket}`,
-  ], { timeoutMs: 90_000 });
-  const reply = await client;
-  assert.equal(qemu.code, 0, `qemu: ${qemu.stderr}\n${qemu.stdout}`);
-  assert.equal(reply.stdout.trim(), "reply:hello-from-host", "the guest answered through -t");
-  const lines = qemu.stdout.split(/\r?\n/).map((l) => l.slice(l.indexOf("GUEST: ")))
+  ];
+  const quoted = qemuArgs.map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const qemu = sb.run(["sh", "-c", `exec ${quoted} >${consoleFile} 2>&1 </dev/null`], {
+    timeoutMs: 90_000,
+  });
+  const text = () => Deno.readTextFile(consoleFile).catch(() => "");
+  const listening = await sb.waitFor(
+    async () => (await text()).includes(`GUEST: listening ${TCP_PORT}`),
+    80_000,
+    100,
+  );
+  const reply = listening
+    ? await sb.run([
+      "sh",
+      "-c",
+      `echo hello-from-host | socat -t 10 - TCP:127.0.0.1:${TCP_PORT}`,
+    ], { timeoutMs: 30_000 })
+    : undefined;
+  const done = await qemu;
+  const output = await text();
+  assert.equal(done.code, 0, `qemu: ${done.stderr}\n${output}`);
+  assert.ok(listening, `${run}: the guest never listened:\n${output}`);
+  assert.equal(reply?.stdout.trim(), "reply:hello-from-host", "the guest answered through -t");
+  const lines = output.split(/\r?\n/).map((l) => l.slice(l.indexOf("GUEST: ")))
     .filter((l) => l.startsWith("GUEST: ")).map((l) => l.slice("GUEST: ".length));
   return lines;
 }
@@ -158,8 +171,8 @@ Deno.test({
           await sb.waitFor(async () => (await sb.run(["test", "-S", socket])).code === 0, 15_000),
           "passt binds its socket",
         );
-        assertGuestLines(await bootGuest(sb, socket), blobSum, "first guest");
-        assertGuestLines(await bootGuest(sb, socket), blobSum, "second guest");
+        assertGuestLines(await bootGuest(sb, socket, "first guest"), blobSum, "first guest");
+        assertGuestLines(await bootGuest(sb, socket, "second guest"), blobSum, "second guest");
         assert.ok(await passt.alive(), "passt waits for the next guest");
       } finally {
         await passt.kill();
