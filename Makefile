@@ -1,7 +1,8 @@
 # passt and pasta in TypeScript on Deno: build, test, install, package.
 #
 #   make              ./passt and ./pasta (compiled when DENORT_BIN is set, launchers otherwise)
-#   make check        every test (unit and integration); prints "N passed, N failed"
+#   make check        lint, then every test (unit and integration): ends with "N skipped"
+#                     and "N passed, N failed" (tests/run.sh)
 #   make lint         deno fmt --check, deno lint, deno check
 #   make bench        benchmarks (never part of check)
 #   make soak         pasta's memory over 10 minutes of mixed load and floods (SOAK_SECONDS)

@@ -22,6 +22,29 @@ if (Deno.build.os !== "linux" || (ARCH !== "x86_64" && ARCH !== "aarch64")) {
   throw new Error(`unsupported platform ${Deno.build.os}/${ARCH}: Linux x86_64 or aarch64 needed`);
 }
 
+/**
+ * The values of this module that differ between the architectures (syscall numbers
+ * aside: see SYS), for each one; the exports below take this machine's. Both are
+ * checked against the C headers by tests/ffi/layout_test.ts.
+ */
+export const ARCH_SPECIFIC = {
+  x86_64: {
+    O_DIRECTORY: 0o200000,
+    O_NOFOLLOW: 0o400000,
+    EPOLL_EVENT_SIZE: 12,
+    EPOLL_EVENT_DATA_OFFSET: 4,
+    AUDIT_ARCH: 0xc000003e,
+  },
+  aarch64: {
+    O_DIRECTORY: 0o40000,
+    O_NOFOLLOW: 0o100000,
+    EPOLL_EVENT_SIZE: 16,
+    EPOLL_EVENT_DATA_OFFSET: 8,
+    AUDIT_ARCH: 0xc00000b7,
+  },
+} as const;
+const THIS_ARCH = ARCH_SPECIFIC[ARCH];
+
 // --- address families, sockets -----------------------------------------------------
 
 /** Address and protocol families. */
@@ -135,8 +158,8 @@ export const O = {
   APPEND: 0o2000,
   NONBLOCK: 0o4000,
   CLOEXEC: 0o2000000,
-  DIRECTORY: IS_X86_64 ? 0o200000 : 0o40000,
-  NOFOLLOW: IS_X86_64 ? 0o400000 : 0o100000,
+  DIRECTORY: THIS_ARCH.O_DIRECTORY,
+  NOFOLLOW: THIS_ARCH.O_NOFOLLOW,
   PATH: 0o10000000,
 } as const;
 
@@ -177,9 +200,9 @@ export const EPOLL = {
 } as const;
 
 /** Size of one struct epoll_event in bytes. */
-export const EPOLL_EVENT_SIZE = IS_X86_64 ? 12 : 16;
+export const EPOLL_EVENT_SIZE = THIS_ARCH.EPOLL_EVENT_SIZE;
 /** Offset of the 64-bit data member inside struct epoll_event. */
-export const EPOLL_EVENT_DATA_OFFSET = IS_X86_64 ? 4 : 8;
+export const EPOLL_EVENT_DATA_OFFSET = THIS_ARCH.EPOLL_EVENT_DATA_OFFSET;
 
 /** Clock identifiers. */
 export const CLOCK = { REALTIME: 0, MONOTONIC: 1, BOOTTIME: 7 } as const;
@@ -202,6 +225,20 @@ export const IN = {
   MOVE_SELF: 0x800,
   MOVED_FROM: 0x40,
 } as const;
+
+/** mount(2) flags, umount2(2) flags (identical on x86_64 and aarch64). */
+export const MS = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  REC: 0x4000,
+  PRIVATE: 0x40000,
+} as const;
+export const MNT = { DETACH: 0x2, UMOUNT_NOFOLLOW: 0x8 } as const;
+
+/** struct linux_dirent64: d_ino @0, d_off @8, d_reclen (u16) @16, d_type @18, d_name @19. */
+export const DIRENT64 = { reclen: 16, name: 19 } as const;
 
 /** Signal numbers (identical on x86_64 and aarch64). */
 export const SIG = {
@@ -437,6 +474,9 @@ export const SYS = IS_X86_64
     close_range: 436,
     capset: 126,
     seccomp: 317,
+    unshare: 272,
+    pivot_root: 155,
+    pidfd_open: 434,
   } as const
   : {
     read: 63,
@@ -457,6 +497,9 @@ export const SYS = IS_X86_64
     close_range: 436,
     capset: 91,
     seccomp: 277,
+    unshare: 97,
+    pivot_root: 41,
+    pidfd_open: 434,
   } as const;
 
 // --- signal handlers, seccomp ------------------------------------------------------
@@ -485,7 +528,7 @@ export const SECCOMP_DATA = { nr: 0, arch: 4 } as const;
 export const SOCK_FPROG = { size: 16, len: 0, filter: 8, insnSize: 8 } as const;
 
 /** The AUDIT_ARCH_* value seccomp reports for native system calls on this machine. */
-export const AUDIT_ARCH = IS_X86_64 ? 0xc000003e : 0xc00000b7;
+export const AUDIT_ARCH = THIS_ARCH.AUDIT_ARCH;
 
 /** x86_64 only: system call numbers with this bit set are x32 calls (never ours). */
 export const X32_SYSCALL_BIT = 0x40000000;

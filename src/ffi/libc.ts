@@ -199,6 +199,21 @@ const symbols = {
   tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" },
   /* int sigaction(int sig, const struct sigaction *act, struct sigaction *old) */
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  /* int mount(const char *src, const char *target, const char *fstype, unsigned long flags,
+   *           const void *data) */
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  /* int umount2(const char *target, int flags) */
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  /* int chdir(const char *path) */
+  chdir: { parameters: ["buffer"], result: "i32" },
+  /* ssize_t getdents64(int fd, void *buf, size_t count) */
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "i64" },
+  /* int unlinkat(int dirfd, const char *path, int flags) */
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /* long syscall(SYS_pivot_root, const char *new_root, const char *put_old) */
+  syscall_pivot_root: { name: "syscall", parameters: ["i64", "buffer", "buffer"], result: "i64" },
+  /* long syscall(SYS_pidfd_open, pid_t pid, unsigned int flags) */
+  syscall_pidfd_open: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
   /* long syscall(SYS_seccomp, unsigned int op, unsigned int flags, void *args) */
   syscall_seccomp: { name: "syscall", parameters: ["i64", "i64", "i64", "buffer"], result: "i64" },
   /* void _exit(int status) */

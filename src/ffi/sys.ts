@@ -21,6 +21,7 @@ import {
   AF,
   CAP,
   CLOCK,
+  DIRENT64,
   EPOLL_EVENT_DATA_OFFSET,
   EPOLL_EVENT_SIZE,
   GROUP,
@@ -28,6 +29,7 @@ import {
   IFREQ_SIZE,
   IOVEC_SIZE,
   ITIMERSPEC_SIZE,
+  O,
   PASSWD,
   POSIX_SPAWN,
   RLIMIT_SIZE,
@@ -46,6 +48,7 @@ import {
 export { Errno, errnoMessage, errnoName, lastErrno, SysError } from "./errno.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** A NUL-terminated copy of `s` (UTF-8), for C string parameters. Setup time only. */
 export function cString(s: string): Uint8Array<ArrayBuffer> {
@@ -856,6 +859,111 @@ export function seccompSetFilter(flags: number, fprog: Uint8Array<ArrayBuffer>):
   const r = Number(c.syscall_seccomp(BigInt(SYS.seccomp), 1n, BigInt(flags), fprog));
   if (r < 0) fail("seccomp");
   if (r > 0) throw new SysError("seccomp", Errno.ESRCH, `thread ${r} cannot be synchronised`);
+}
+
+// --- mounts and directories (the empty root of isolation.ts) ---------------------------
+
+const noString = new Uint8Array(1);
+
+/**
+ * mount(2); `source`, `fstype` and `data` may be undefined (NULL is passed as an
+ * empty string where the kernel ignores them). Throws on failure.
+ */
+export function mount(
+  source: string | undefined,
+  target: string,
+  fstype: string | undefined,
+  flags: number,
+  data?: string,
+): void {
+  const r = c.mount(
+    source === undefined ? noString : cString(source),
+    cString(target),
+    fstype === undefined ? noString : cString(fstype),
+    BigInt(flags),
+    data === undefined ? null : cString(data),
+  );
+  checked("mount", r, target);
+}
+
+/** umount2(2). Throws on failure. */
+export function umount2(target: string, flags: number): void {
+  checked("umount2", c.umount2(cString(target), flags), target);
+}
+
+/** pivot_root(2) (no libc wrapper: a raw system call). Throws on failure. */
+export function pivotRoot(newRoot: string, putOld: string): void {
+  const r = Number(c.syscall_pivot_root(BigInt(SYS.pivot_root), cString(newRoot), cString(putOld)));
+  if (r < 0) fail("pivot_root", newRoot);
+}
+
+/** chdir(2). Throws on failure. */
+export function chdir(path: string): void {
+  checked("chdir", c.chdir(cString(path)), path);
+}
+
+/** openat(2) relative to the directory `dirFd`: the fd, or -errno. */
+export function tryOpenAt(dirFd: number, path: string, flags: number, mode = 0): number {
+  const r = c.openat(dirFd, cString(path), flags, mode);
+  return r < 0 ? -lastErrno() : r;
+}
+
+/** unlinkat(2) of `name` in the directory `dirFd`: 0 or -errno. */
+export function unlinkAt(dirFd: number, name: string, flags = 0): number {
+  return c.unlinkat(dirFd, cString(name), flags) < 0 ? -lastErrno() : 0;
+}
+
+/**
+ * The names in the directory open at `dirFd` ("." and ".." left out), read with
+ * getdents64(2) from its start. Throws on failure.
+ */
+export function directoryNames(dirFd: number, buf = new Uint8Array(8192)): string[] {
+  if (Number(c.lseek(dirFd, 0n, 0)) < 0) fail("lseek", "directory");
+  const names: string[] = [];
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let rounds = 0; rounds < 1 << 16; rounds++) {
+    const n = Number(c.getdents64(dirFd, buf, BigInt(buf.length)));
+    if (n < 0) fail("getdents64");
+    if (n === 0) break;
+    for (let at = 0; at + DIRENT64.name < n;) {
+      const reclen = view.getUint16(at + DIRENT64.reclen, true);
+      if (reclen === 0) break;
+      let end = at + DIRENT64.name;
+      while (end < at + reclen && buf[end] !== 0) end++;
+      const name = decoder.decode(buf.subarray(at + DIRENT64.name, end));
+      if (name !== "." && name !== "..") names.push(name);
+      at += reclen;
+    }
+  }
+  return names;
+}
+
+/** The whole content of the file `path` under `dirFd`, as text, or undefined if unreadable. */
+export function readTextAt(
+  dirFd: number,
+  path: string,
+  buf = new Uint8Array(4096),
+): string | undefined {
+  const fd = tryOpenAt(dirFd, path, O.RDONLY | O.CLOEXEC);
+  if (fd < 0) return undefined;
+  try {
+    let text = "";
+    for (let rounds = 0; rounds < 1024; rounds++) {
+      const n = read(fd, buf, buf.length);
+      if (n <= 0) break;
+      text += decoder.decode(buf.subarray(0, n));
+    }
+    return text;
+  } finally {
+    close(fd);
+  }
+}
+
+/** pidfd_open(2): a descriptor that becomes readable when `pid` exits. Throws on failure. */
+export function pidfdOpen(pid: number): number {
+  const r = Number(c.syscall_pidfd_open(BigInt(SYS.pidfd_open), BigInt(pid), 0n));
+  if (r < 0) fail("pidfd_open", `PID ${pid}`);
+  return r;
 }
 
 /** A user's uid and primary gid from the password database, or undefined. */
