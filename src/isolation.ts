@@ -5,6 +5,11 @@
  * the tap device, the namespace thread's setns(), --config-net, low ports
  * bound at start, files opened) happens before the loop runs. `isolate()` is
  * called right before readiness is announced and, in this order:
+ * 0. Filesystem: files that must be written or handed over later (the PID
+ *    file, passt's socket) are opened or chowned while their paths resolve;
+ *    then, in a mount namespace made for us (sandbox.ts), the root becomes an
+ *    empty read-only tmpfs. The thread list is read through a descriptor of
+ *    /proc/self/task opened before that.
  * 1. Capabilities: every capability but CAP_NET_BIND_SERVICE (kept only if it
  *    was permitted, for ports bound later) leaves the bounding, effective,
  *    permitted and inheritable sets. Those sets belong to each thread, and Deno
@@ -38,6 +43,7 @@ import {
   ARCH,
   AUDIT_ARCH,
   CAP,
+  O,
   PR,
   SECCOMP,
   SECCOMP_DATA,
@@ -48,7 +54,8 @@ import {
 import * as sys from "./ffi/sys.ts";
 import { ThreadProgram } from "./ffi/thread_stub.ts";
 import { log } from "./log.ts";
-import { openPidFileAhead } from "./process.ts";
+import { openPidFileAhead, prepareAnnounceReady } from "./process.ts";
+import { enterEmptyRoot, hasPrivateMounts } from "./sandbox.ts";
 
 /** A numeric user and group to run as. */
 export interface Identity {
@@ -186,7 +193,10 @@ export function isRealRoot(): boolean {
 
 /** What /proc/self/task/TID/status says about one thread's credentials. */
 export interface ThreadCredentials {
+  /** The thread's ID as /proc shows it (the PID namespace /proc was mounted in). */
   readonly tid: number;
+  /** The thread's ID in our own PID namespace (NSpid's last field): what tgkill takes. */
+  readonly ownTid: number;
   /** Real, effective, saved and filesystem UIDs. */
   readonly uids: readonly number[];
   readonly gids: readonly number[];
@@ -207,8 +217,10 @@ export function parseStatus(tid: number, text: string): ThreadCredentials {
   };
   const ids = (name: string) => field(name).split(/\s+/).map(Number);
   const mask = (name: string) => BigInt(`0x${field(name) || "0"}`);
+  const nsTids = ids("NSpid").filter((n) => Number.isInteger(n) && n > 0);
   return {
     tid,
+    ownTid: nsTids[nsTids.length - 1] ?? tid,
     uids: ids("Uid"),
     gids: ids("Gid"),
     inheritable: mask("CapInh"),
@@ -220,16 +232,20 @@ export function parseStatus(tid: number, text: string): ThreadCredentials {
   };
 }
 
+/**
+ * /proc/self/task, open for the length of `isolate`: the thread list stays
+ * readable through it once the root is empty.
+ */
+let taskDirectory = -1;
+const directoryBuffer = new Uint8Array(8192);
+
 /** The credentials of every thread of this process (threads that just left are skipped). */
-export function threadCredentials(): ThreadCredentials[] {
+function threadCredentials(): ThreadCredentials[] {
   const out: ThreadCredentials[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/task")) {
-    const tid = Number(entry.name);
-    try {
-      out.push(parseStatus(tid, Deno.readTextFileSync(`/proc/self/task/${tid}/status`)));
-    } catch {
-      // gone meanwhile
-    }
+  for (const name of sys.directoryNames(taskDirectory, directoryBuffer)) {
+    const tid = Number(name);
+    const text = sys.readTextAt(taskDirectory, `${name}/status`);
+    if (Number.isInteger(tid) && text !== undefined) out.push(parseStatus(tid, text));
   }
   return out;
 }
@@ -266,7 +282,7 @@ function onEveryThread(
         const last = signalled.get(t.tid);
         if (last !== undefined && now - last < THREAD_RESIGNAL_MS) continue;
         signalled.set(t.tid, now);
-        runner.runOn(t.tid);
+        runner.runOn(t.ownTid);
       }
       sleepMs(1);
     }
@@ -331,8 +347,8 @@ function dropCapabilities(keep: bigint, keepBounding: bigint): bigint {
 
 // --- user and groups -------------------------------------------------------------------
 
-/** Become `to` in every thread; `handOver` paths are given to it first. */
-function switchUser(to: Identity, handOver: readonly string[]): void {
+/** Give the files `handOver` to `to` (before switching to it, while the paths resolve). */
+function handFilesOver(to: Identity, handOver: readonly string[]): void {
   for (const path of handOver) {
     try {
       sys.chown(path, to.uid, to.gid);
@@ -340,6 +356,10 @@ function switchUser(to: Identity, handOver: readonly string[]): void {
       log.debug(`cannot hand ${path} over to UID ${to.uid}: ${e instanceof Error ? e.message : e}`);
     }
   }
+}
+
+/** Become `to` in every thread. */
+function switchUser(to: Identity): void {
   sys.setgroups([]);
   sys.setresgid(to.gid, to.gid, to.gid);
   sys.setresuid(to.uid, to.uid, to.uid);
@@ -553,8 +573,26 @@ export interface IsolateOptions {
  * Throws (an Error with a message for the user) if a step fails.
  */
 export function isolate(config: Config, options: IsolateOptions = {}): void {
+  taskDirectory = sys.open("/proc/self/task", O.RDONLY | O.DIRECTORY | O.CLOEXEC);
+  try {
+    isolateSteps(config, options);
+  } finally {
+    sys.close(taskDirectory);
+    taskDirectory = -1;
+  }
+}
+
+function isolateSteps(config: Config, options: IsolateOptions): void {
   const switching = isRealRoot();
   const identity = switching ? targetIdentity(config.runAs) : undefined;
+  // Written once we are ready, maybe as another user, maybe in an empty root:
+  // opened while we still may.
+  if (config.pidFile !== undefined && (identity !== undefined || hasPrivateMounts())) {
+    openPidFileAhead(config.pidFile);
+  }
+  if (identity !== undefined) handFilesOver(identity, options.handOver ?? []);
+  if (hasPrivateMounts()) prepareAnnounceReady();
+  enterEmptyRoot();
   const keep = bit(CAP.NET_BIND_SERVICE);
   // The user switch itself needs CAP_SETUID, CAP_SETGID and CAP_CHOWN in every thread.
   const keepNow = identity === undefined
@@ -562,9 +600,7 @@ export function isolate(config: Config, options: IsolateOptions = {}): void {
     : keep | bit(CAP.SETUID) | bit(CAP.SETGID) | bit(CAP.CHOWN);
   const bounding = dropCapabilities(keepNow, keep);
   if (identity !== undefined) {
-    // Written once we are ready, as the new user: opened while we still may.
-    if (config.pidFile !== undefined) openPidFileAhead(config.pidFile);
-    switchUser(identity, options.handOver ?? []);
+    switchUser(identity);
     const change = `UID ${identity.uid}, GID ${identity.gid}`;
     if (config.runAs === undefined) {
       log.warn(`Don't run as root: changed to ${DEFAULT_USER} (${change})`);

@@ -159,6 +159,16 @@ export class EventLoop {
     return fd;
   }
 
+  /**
+   * Watch `fd`, which the loop now owns (closed with it), for EPOLLIN under a
+   * kind of its own: `onReady` runs when it is readable. For one-off descriptors
+   * (a pidfd, an inotify instance), not for flows.
+   */
+  addReadable(name: string, fd: number, onReady: () => void): void {
+    this.#owned.push(fd);
+    this.#mustAdd(fd, this.defineKind(name, onReady), 0, EPOLL.IN);
+  }
+
   #mustAdd(fd: number, kind: number, index: number, events: number): void {
     const r = this.add(fd, kind, index, events);
     if (r < 0) throw new sys.SysError("epoll_ctl", -r);

@@ -21,7 +21,9 @@ import {
   isBackgroundWorker,
   readyDescriptor,
   runBackgroundStarter,
+  spawnSandboxedWorker,
 } from "./process.ts";
+import { claimSandbox } from "./sandbox.ts";
 import { checkRunAs } from "./isolation.ts";
 import { runPasst } from "./passt.ts";
 import { runPasta } from "./pasta/pasta.ts";
@@ -172,8 +174,11 @@ export function main(mode: Mode, args: readonly string[]): number {
 
   const keep = [readyDescriptor(), config.mode === "passt" ? config.fd : undefined];
   closeInheritedDescriptors(keep.filter((fd) => fd !== undefined));
+  claimSandbox();
   if (config.mode === "pasta") return runPasta(config);
-  if (!config.foreground && !isBackgroundWorker()) return runBackgroundStarter();
+  if (!config.foreground && !isBackgroundWorker()) {
+    return runBackgroundStarter((env) => spawnSandboxedWorker(env, { pid: true, user: true }));
+  }
   ensureLoopSignalsBlocked();
   return runPasst(config);
 }

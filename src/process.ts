@@ -18,9 +18,11 @@
  * The worker finds the readiness pipe through an environment variable that it
  * removes from its own environment at once.
  */
-import { O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
+import { CAP, CLONE, O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
+import { spawnProcess, writeIdMaps } from "./ffi/spawn.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
+import { outsidePid, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "./sandbox.ts";
 
 /** The signals the loop handles through its signalfd. */
 export const LOOP_SIGNALS: readonly number[] = [SIG.HUP, SIG.INT, SIG.TERM, SIG.CHLD];
@@ -121,6 +123,72 @@ export function runBackgroundStarter(spawnWorker?: (env: string[]) => number): n
   return 1;
 }
 
+/** Which namespaces `spawnSandboxedWorker` may make beyond SANDBOX_CLONE_FLAGS. */
+export interface WorkerNamespaces {
+  /** A PID namespace (passt: the worker can't name other processes by PID). */
+  readonly pid: boolean;
+  /**
+   * Without CAP_SYS_ADMIN, a user namespace of its own to make the others in
+   * (passt; pasta needs its capabilities over the target network namespace).
+   */
+  readonly user: boolean;
+}
+
+/**
+ * Start this program again as a worker in new mount, IPC and UTS namespaces
+ * (see sandbox.ts), in a new session with stdin on /dev/null: what
+ * `runBackgroundStarter` takes as `spawnWorker`. If the namespaces can't be
+ * made, the worker starts without them, with a warning.
+ */
+export function spawnSandboxedWorker(env: string[], extra: WorkerNamespaces): number {
+  const self = selfCommand();
+  const { euid, egid } = sys.ids();
+  const privileged = (sys.capget().effective & (1n << BigInt(CAP.SYS_ADMIN))) !== 0n;
+  if (!privileged && !extra.user) {
+    // pasta joining, unprivileged, without a user namespace to enter: it can only
+    // act on namespaces its user owns, and it can't make namespaces of its own.
+    log.debug("no CAP_SYS_ADMIN for new namespaces: the worker keeps the filesystem");
+    return spawnSelfDetached(env);
+  }
+  const flags = SANDBOX_CLONE_FLAGS | (extra.pid ? CLONE.NEWPID : 0) |
+    (privileged ? 0 : CLONE.NEWUSER);
+  const devNull = sys.open("/dev/null", O.RDONLY | O.CLOEXEC);
+  try {
+    let child;
+    try {
+      child = spawnProcess({
+        path: self.path,
+        argv: self.argv,
+        env: [...env, sandboxEnvironmentEntry()],
+        cloneFlags: flags,
+        waitForParent: !privileged,
+        stdio: [devNull, null, null],
+        setsid: true,
+        resetSignalMask: false,
+      });
+    } catch (e) {
+      log.warn(
+        `cannot create namespaces for the worker (${e instanceof Error ? e.message : e}): ` +
+          "it keeps access to the filesystem",
+      );
+      return spawnSelfDetached(env);
+    }
+    try {
+      if (!privileged) {
+        writeIdMaps(child.pid, { uid: euid, gid: egid });
+        child.release();
+      }
+      child.awaitExec();
+    } catch (e) {
+      child.close();
+      throw e;
+    }
+    return child.pid;
+  } finally {
+    sys.close(devNull);
+  }
+}
+
 /** posix_spawn this program again in a new session, stdin on /dev/null. */
 function spawnSelfDetached(env: string[]): number {
   const devNull = sys.open("/dev/null", O.RDONLY | O.CLOEXEC);
@@ -165,13 +233,16 @@ export function writePidFile(path: string, pid: number): void {
  * starter (if there is one) that we are ready, and detach stdio from it.
  */
 export function announceReady(pidFile: string | undefined): void {
-  if (pidFile !== undefined) writePidFile(pidFile, sys.getpid());
+  if (pidFile !== undefined) writePidFile(pidFile, outsidePid());
   const fdText = Deno.env.get(READY_FD_ENV);
   if (fdText === undefined) return;
   Deno.env.delete(READY_FD_ENV);
   const fd = Number(fdText);
   log.detachFromStderr();
-  detachStdio(log.debugging);
+  const plan = detachPlan ?? planStdioDetach(log.debugging);
+  detachPlan = undefined;
+  for (const fd of plan.fds) sys.dup2(plan.devNull, fd);
+  sys.close(plan.devNull);
   if (Number.isInteger(fd) && fd > 2) {
     const msg = new TextEncoder().encode(READY_MESSAGE);
     sys.write(fd, msg, msg.length);
@@ -188,25 +259,42 @@ function descriptorTarget(fd: number): string | undefined {
   }
 }
 
+/** Descriptors to point at /dev/null once ready, and a /dev/null to point them at. */
+interface DetachPlan {
+  readonly devNull: number;
+  readonly fds: readonly number[];
+}
+let detachPlan: DetachPlan | undefined;
+
 /**
- * Point stdin and stdout (and stderr unless `keepStderr`) at /dev/null. Deno holds
- * duplicates of the standard streams of its own: they are pointed at /dev/null too,
- * or whoever reads our output would never see end-of-file.
+ * Which descriptors are stdin and stdout (and stderr unless `keepStderr`): 0, 1,
+ * 2 and the duplicates Deno holds of them, or whoever reads our output would
+ * never see end-of-file. Found through /proc/self/fd.
  */
-function detachStdio(keepStderr: boolean): void {
+function planStdioDetach(keepStderr: boolean): DetachPlan {
   const streams = keepStderr ? [0, 1] : [0, 1, 2];
   const targets = new Set(streams.map(descriptorTarget).filter((t) => t !== undefined));
   const devNull = sys.open("/dev/null", O.RDWR | O.CLOEXEC);
   const devNullTarget = descriptorTarget(devNull);
+  const fds: number[] = [];
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     const fd = Number(entry.name);
     if (!Number.isInteger(fd) || fd === devNull) continue;
     const target = descriptorTarget(fd);
     if (fd <= 2 ? streams.includes(fd) : target !== undefined && targets.has(target)) {
-      if (target !== devNullTarget) sys.dup2(devNull, fd);
+      if (target !== devNullTarget) fds.push(fd);
     }
   }
-  sys.close(devNull);
+  return { devNull, fds };
+}
+
+/**
+ * A background worker about to lose the filesystem (isolation.ts): find what
+ * `announceReady` will point at /dev/null, and open /dev/null, while we can.
+ */
+export function prepareAnnounceReady(): void {
+  if (detachPlan !== undefined || Deno.env.get(READY_FD_ENV) === undefined) return;
+  detachPlan = planStdioDetach(log.debugging);
 }
 
 /**

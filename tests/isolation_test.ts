@@ -285,10 +285,18 @@ Deno.test({
         sb,
         ["--config-net"],
         'for t in /proc/$PPID/task/*; do cat "$t/status"; echo ===; done; ' +
-          "echo SELF; cat /proc/self/status",
+          "echo SELF; cat /proc/self/status; " +
+          "echo MOUNTS; cat /proc/$PPID/mountinfo; echo OWN; test -x /bin/sh && echo files",
       );
       assert.equal(r.code, 0, r.stderr);
-      const [workerPart, selfPart] = r.stdout.split("SELF");
+      const [statusPart, mountPart] = r.stdout.split("MOUNTS");
+      const [workerPart, selfPart] = statusPart!.split("SELF");
+      // The worker's root is an empty read-only tmpfs; the command keeps the files.
+      const [workerMounts, own] = mountPart!.split("OWN");
+      const mounts = workerMounts!.trim().split("\n");
+      assert.equal(mounts.length, 1, workerMounts);
+      assert.match(mounts[0]!, / \/ ro,.* - tmpfs /);
+      assert.equal(own!.trim(), "files", "the command sees the filesystem");
       const threads = workerPart!.split("===").filter((s) => s.includes("Uid:"));
       assert.ok(threads.length > 1, r.stdout);
       for (const text of threads) {

@@ -13,7 +13,8 @@
  *   3. if `waitForParent`: read one byte from the release pipe, so the parent can
  *      write /proc/PID/{setgroups,uid_map,gid_map} (`writeIdMaps`) first;
  *   4. setns() into each namespace given, in the order given (put the user
- *      namespace first: joining it is what grants the rights to join the others);
+ *      namespace first: joining it is what grants the rights to join the others),
+ *      then unshare() of the namespaces asked to be made there;
  *   5. chdir, setsid, dup3 of the stdio descriptors onto 0, 1, 2;
  *   6. close_range(first, ~0, CLOSE_RANGE_CLOEXEC) if asked;
  *   7. reset signal dispositions 1–64 to SIG_DFL (Deno ignores SIGPIPE, and an
@@ -103,6 +104,11 @@ export interface SpawnOptions {
   readonly cloneFlags?: number;
   /** Existing namespaces to join, in this order (user namespace first). */
   readonly setns?: readonly NamespaceToJoin[];
+  /**
+   * CLONE_NEW* flags for unshare(2) after joining `setns`: new namespaces owned
+   * by the user namespace just joined (clone flags would make them in ours).
+   */
+  readonly unshareFlags?: number;
   /** Hold the child until `release()`: time to write its ID maps. Default false. */
   readonly waitForParent?: boolean;
   /**
@@ -239,7 +245,7 @@ const ALL_SIGNALS = sigset(Array.from({ length: 64 }, (_, i) => i + 1));
  */
 export function spawnProcess(options: SpawnOptions): SpawnedChild {
   const cloneFlags = options.cloneFlags ?? 0;
-  if ((cloneFlags & ~NAMESPACE_FLAGS) !== 0) {
+  if (((cloneFlags | (options.unshareFlags ?? 0)) & ~NAMESPACE_FLAGS) !== 0) {
     throw new Error(
       `spawnProcess: clone flags 0x${cloneFlags.toString(16)} are not all CLONE_NEW*`,
     );
@@ -319,6 +325,13 @@ function buildProgram(
   for (const ns of options.setns ?? []) {
     const detail = `${namespaceName(ns.nstype)} namespace, fd ${ns.fd}`;
     p.step({ call: "setns", detail }, SYS.setns, [ns.fd, ns.nstype]);
+  }
+
+  const unshareFlags = options.unshareFlags ?? 0;
+  if (unshareFlags !== 0) {
+    const names = NAMESPACE_NAMES.filter(([flag]) => (unshareFlags & flag) !== 0);
+    const detail = `new ${names.map(([, name]) => name).join(", ")} namespaces`;
+    p.step({ call: "unshare", detail }, SYS.unshare, [unshareFlags]);
   }
 
   if (options.chdir !== undefined) {

@@ -38,19 +38,20 @@ import {
   LOOP_SIGNALS,
   runBackgroundStarter,
   selfCommand,
+  spawnSandboxedWorker,
 } from "../process.ts";
+import { hasPrivateMounts, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "../sandbox.ts";
 import { isolate } from "../isolation.ts";
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
+import { watchNamespace } from "./netns_watch.ts";
 import { closeProcNet, openProcNet, PortAutoDetector, type ProcNetFiles } from "./autodetect.ts";
 import { PortForwarder, readEphemeralRange } from "../flow/forward.ts";
 import { FORWARD_NONE } from "../config/ports.ts";
 
 /** Environment variable telling a re-executed pasta which worker it is (internal). */
 const WORKER_ENV = "PASTA_TS_WORKER";
-/** How often the worker checks that the target namespace still exists (ms). */
-const NETNS_CHECK_MS = 1000;
 /** How long connections may drain after the spawned command exited (ms). */
 const EXIT_GRACE_MS = 5000;
 
@@ -65,7 +66,9 @@ export function runPasta(config: PastaConfig): number {
 
   const usernsPath = userNamespaceToJoin(config);
   if (usernsPath === undefined) {
-    if (!config.foreground && !isBackgroundWorker()) return runBackgroundStarter();
+    if (!config.foreground && !isBackgroundWorker()) {
+      return runBackgroundStarter((env) => spawnSandboxedWorker(env, { pid: false, user: false }));
+    }
     ensureLoopSignalsBlocked();
     return runJoinWorker(config);
   }
@@ -93,8 +96,8 @@ function startSpawnWorker(): number {
     child = spawnProcess({
       path: self.path,
       argv: self.argv,
-      env: sys.environment({ [WORKER_ENV]: "spawn" }),
-      cloneFlags: CLONE.NEWUSER,
+      env: [...sys.environment({ [WORKER_ENV]: "spawn" }), sandboxEnvironmentEntry()],
+      cloneFlags: CLONE.NEWUSER | SANDBOX_CLONE_FLAGS,
       waitForParent: true,
       resetSignalMask: false,
     });
@@ -153,8 +156,9 @@ function startJoinWorkerInUserns(config: PastaConfig, usernsPath: string): numbe
     const child = spawnProcess({
       path: self.path,
       argv: self.argv,
-      env: [...env, `${WORKER_ENV}=join`],
+      env: [...env, `${WORKER_ENV}=join`, sandboxEnvironmentEntry()],
       setns: [{ fd: usernsFd, nstype: CLONE.NEWUSER }],
+      unshareFlags: SANDBOX_CLONE_FLAGS,
       setsid: !config.foreground,
       resetSignalMask: false,
     });
@@ -200,6 +204,15 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   let ns: NsThread;
   try {
     ns = new NsThread(netnsFd);
+  } catch (e) {
+    if (e instanceof SysError && e.errno === sys.Errno.EPERM && config.userns === undefined) {
+      // The namespace belongs to a user namespace we are not in, nor privileged over.
+      throw new Error(
+        `${e.message}: ${netnsPath} belongs to another user namespace; ` +
+          "name that one with --userns (or give the PID of a process in both)",
+      );
+    }
+    throw e;
   } finally {
     sys.close(netnsFd);
   }
@@ -333,7 +346,9 @@ function runSpawnWorker(config: PastaConfig): number {
       path: command.path,
       argv: command.argv,
       env: sys.environment(),
-      cloneFlags: CLONE.NEWNET | CLONE.NEWUTS,
+      // A copy of our mount namespace, made now, keeps the filesystem for the
+      // command when ours is emptied.
+      cloneFlags: CLONE.NEWNET | CLONE.NEWUTS | (hasPrivateMounts() ? CLONE.NEWNS : 0),
       waitForParent: true,
     });
   } catch (e) {
@@ -418,15 +433,21 @@ function runJoinWorker(config: PastaConfig): number {
     }
   });
   if (!config.noNetnsQuit) {
-    const watched = target.kind === "pid" ? `/proc/${target.pid}` : netnsPath;
-    worker.loop.addTimer("netns-watch", NETNS_CHECK_MS, () => {
-      try {
-        Deno.statSync(watched);
-      } catch {
-        log.info(`${watched} is gone: terminating`);
-        worker.loop.stop(0);
-      }
-    });
+    try {
+      watchNamespace(
+        worker.loop,
+        target.kind === "pid" ? target.pid : undefined,
+        netnsPath,
+        (why) => {
+          log.info(`${why}: terminating`);
+          worker.loop.stop(0);
+        },
+      );
+    } catch (e) {
+      log.err(`cannot watch the target namespace: ${e instanceof Error ? e.message : e}`);
+      stopWorker(worker);
+      return 1;
+    }
   }
   try {
     isolate(config);
