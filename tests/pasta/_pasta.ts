@@ -6,7 +6,9 @@
  * tests validate Debian's C pasta with PASTA_UNDER_TEST=/usr/bin/pasta.
  */
 
+import assert from "node:assert/strict";
 import {
+  NET,
   type RunOptions,
   type RunResult,
   type Sandbox,
@@ -182,4 +184,91 @@ export function shellQuote(s: string): string {
 export async function early(p: SandboxProcess): Promise<string> {
   const r = await Promise.race([p.result, sleep(100).then(() => undefined)]);
   return r ? show(r) : "(still running)";
+}
+
+// --- what `ip -j` and DHCP clients show in pasta's namespace ------------------------------
+
+/** Parsed `ip -j` output. */
+// deno-lint-ignore no-explicit-any
+export type Json = any;
+
+/** The interface pasta creates in the namespace (named after the host's). */
+export const IF = NET.hostIfname;
+/** Shell command that brings it up, where --config-net is not used. */
+export const LINK_UP = `ip link set ${IF} up`;
+
+/** The addresses of one link of `ip -j addr`, as ADDRESS/PREFIXLEN. */
+export function addrsOf(link: Json): string[] {
+  return link.addr_info.map((a: Json) => `${a.local}/${a.prefixlen}`);
+}
+
+/** Splits the output of several `ip -j` commands separated by "--- NAME" lines. */
+export function sections(stdout: string): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  for (const part of stdout.split(/^--- /m).slice(1)) {
+    const nl = part.indexOf("\n");
+    out[part.slice(0, nl)] = JSON.parse(part.slice(nl + 1).trim() || "[]");
+  }
+  return out;
+}
+
+/** Shell commands printing addresses and routes as `sections` reads them (addr, route4, route6). */
+export const IP_STATE = [
+  "echo '--- addr'; ip -j addr show",
+  "echo '--- route4'; ip -j route show",
+  "echo '--- route6'; ip -j -6 route show",
+].join("; ");
+
+/** A dhclient script that records each call's environment in DIR/dhclient.REASON. */
+function dhclientScript(sb: Sandbox): Promise<string> {
+  return writeScript(
+    sb,
+    "dhclient-script",
+    `#!/bin/sh\nenv > "${sb.dir}/dhclient.$reason"\nexit 0\n`,
+  );
+}
+
+async function dhclientConf(sb: Sandbox): Promise<string> {
+  const path = `${sb.dir}/dhclient.conf`;
+  await Deno.writeTextFile(
+    path,
+    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,\n" +
+      "  domain-search, interface-mtu, dhcp6.name-servers, dhcp6.domain-search;\n",
+  );
+  return path;
+}
+
+/**
+ * Runs `dhclient -4|-6 -1` in pasta's namespace (pasta run with `opts`, as the
+ * unprivileged user unless they say otherwise); returns the BOUND|BOUND6 environment.
+ */
+export async function dhclient(
+  sb: Sandbox,
+  family: "-4" | "-6",
+  pastaArgs: string[],
+  opts: RunOptions = {},
+): Promise<Record<string, string>> {
+  const script = await dhclientScript(sb);
+  const conf = await dhclientConf(sb);
+  const files = `-pf ${sb.dir}/dhclient${family}.pid -lf ${sb.dir}/dhclient${family}.leases`;
+  const wait6 = family === "-6"
+    ? shWait(
+      `ip -6 addr show dev ${IF} scope link -tentative | grep -q 'inet6 fe80::'`,
+      "a link-local address",
+    )
+    : ":";
+  const cmd = [
+    LINK_UP,
+    wait6,
+    `dhclient ${family} -1 -v -cf ${conf} -sf ${script} ${files} ${IF}; status=$?`,
+    // -1 still leaves a daemon behind once bound: stop it.
+    `dhclient ${family} -x ${files} 2>/dev/null`,
+    "exit $status",
+  ].join("\n");
+  const r = await inPasta(sb, pastaArgs, cmd, { timeoutMs: 40_000, ...opts });
+  assert.equal(r.code, 0, show(r));
+  const reason = family === "-4" ? "BOUND" : "BOUND6";
+  const env = await Deno.readTextFile(`${sb.dir}/dhclient.${reason}`).catch(() => "");
+  assert.ok(env, `dhclient never reached ${reason}: ${show(r)}`);
+  return parseEnv(env);
 }

@@ -14,15 +14,22 @@
 import assert from "node:assert/strict";
 import { NET, type Sandbox, sleep, withSandbox } from "../sandbox/sandbox.ts";
 import {
+  addrsOf,
   cPastaDiffers,
+  dhclient,
+  IF,
   inPasta,
+  IP_STATE,
   IS_C_PASTA,
+  type Json,
+  LINK_UP,
   needs,
   parseEnv,
   PASTA,
   pasta,
   pastaSuiteIgnored,
   PYTHON,
+  sections,
   show,
   shWait,
   writeScript,
@@ -43,32 +50,6 @@ function pastaTest(
     fn: () => withSandbox(fn),
   });
 }
-
-// deno-lint-ignore no-explicit-any
-type Json = any;
-
-const IF = NET.hostIfname;
-const LINK_UP = `ip link set ${IF} up`;
-
-function addrsOf(link: Json): string[] {
-  return link.addr_info.map((a: Json) => `${a.local}/${a.prefixlen}`);
-}
-
-/** Splits the output of several `ip -j` commands separated by "--- NAME" lines. */
-function sections(stdout: string): Record<string, Json> {
-  const out: Record<string, Json> = {};
-  for (const part of stdout.split(/^--- /m).slice(1)) {
-    const nl = part.indexOf("\n");
-    out[part.slice(0, nl)] = JSON.parse(part.slice(nl + 1).trim() || "[]");
-  }
-  return out;
-}
-
-const IP_STATE = [
-  "echo '--- addr'; ip -j addr show",
-  "echo '--- route4'; ip -j route show",
-  "echo '--- route6'; ip -j -6 route show",
-].join("; ");
 
 // --- --config-net -------------------------------------------------------------------------
 
@@ -135,56 +116,6 @@ pastaTest(
     assert.ok(!addrsOf(link).some((a) => a.startsWith(NET.host4)), JSON.stringify(link));
   },
 );
-
-/** A dhclient script that records each call's environment in DIR/dhclient.REASON. */
-function dhclientScript(sb: Sandbox): Promise<string> {
-  return writeScript(
-    sb,
-    "dhclient-script",
-    `#!/bin/sh\nenv > "${sb.dir}/dhclient.$reason"\nexit 0\n`,
-  );
-}
-
-async function dhclientConf(sb: Sandbox): Promise<string> {
-  const path = `${sb.dir}/dhclient.conf`;
-  await Deno.writeTextFile(
-    path,
-    "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,\n" +
-      "  domain-search, interface-mtu, dhcp6.name-servers, dhcp6.domain-search;\n",
-  );
-  return path;
-}
-
-/** Runs `dhclient -4|-6 -1` in pasta's namespace; returns the BOUND|BOUND6 environment. */
-async function dhclient(
-  sb: Sandbox,
-  family: "-4" | "-6",
-  pastaArgs: string[],
-): Promise<Record<string, string>> {
-  const script = await dhclientScript(sb);
-  const conf = await dhclientConf(sb);
-  const files = `-pf ${sb.dir}/dhclient${family}.pid -lf ${sb.dir}/dhclient${family}.leases`;
-  const wait6 = family === "-6"
-    ? shWait(
-      `ip -6 addr show dev ${IF} scope link -tentative | grep -q 'inet6 fe80::'`,
-      "a link-local address",
-    )
-    : ":";
-  const cmd = [
-    LINK_UP,
-    wait6,
-    `dhclient ${family} -1 -v -cf ${conf} -sf ${script} ${files} ${IF}; status=$?`,
-    // -1 still leaves a daemon behind once bound: stop it.
-    `dhclient ${family} -x ${files} 2>/dev/null`,
-    "exit $status",
-  ].join("\n");
-  const r = await inPasta(sb, pastaArgs, cmd, { timeoutMs: 40_000 });
-  assert.equal(r.code, 0, show(r));
-  const reason = family === "-4" ? "BOUND" : "BOUND6";
-  const env = await Deno.readTextFile(`${sb.dir}/dhclient.${reason}`).catch(() => "");
-  assert.ok(env, `dhclient never reached ${reason}: ${show(r)}`);
-  return parseEnv(env);
-}
 
 pastaTest("dhclient -4: address, router, MTU; no DNS or search list by default", [
   "dhclient",
@@ -361,6 +292,25 @@ async function netnsCase(sb: Sandbox, noQuit: boolean): Promise<void> {
   }
   await holder.kill();
 }
+
+pastaTest(
+  "--netns PATH of another user namespace without --userns: exit 1, saying what to give",
+  ["ip"],
+  async (sb) => {
+    const holder = await namespaceHolder(sb);
+    try {
+      const r = await sb.run(
+        [PASTA, "-f", "--config-net", "--netns", `/proc/${holder.pid}/ns/net`],
+        { user: true, timeoutMs: 20_000 },
+      );
+      assert.equal(r.code, 1, show(r));
+      if (IS_C_PASTA) cPastaDiffers("the advice to use --userns");
+      else assert.match(r.stderr, /EPERM.*belongs to another user namespace.*--userns/, show(r));
+    } finally {
+      await holder.kill();
+    }
+  },
+);
 
 pastaTest(
   "--netns PATH: pasta quits when the netns file is removed",

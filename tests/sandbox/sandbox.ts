@@ -20,6 +20,14 @@
  *
  * Paths are the same inside and outside (only /run is private), so `sb.dir`, a
  * temporary directory removed at the end, is the place for files both sides read.
+ *
+ * `withSandbox(fn, { root: true })` builds the same network without the user
+ * namespace, for a caller that is root in the initial user namespace
+ * (`rootSandboxUnavailable()` says whether it is): sandbox root is then the machine's
+ * real root, as when pasta is started by root or a system service, and
+ * `{ user: true }` runs as uid and gid 1000 of the machine, without capabilities. The
+ * network, mount and PID namespaces are still new: setup.sh refuses to build anything
+ * in the caller's own, and `withSandbox` checks again before handing the sandbox out.
  */
 
 const SETUP = new URL("./setup.sh", import.meta.url).pathname;
@@ -44,9 +52,21 @@ export const NET = {
   search: ["example.test"],
 } as const;
 
+/** How a sandbox is made. */
+export interface SandboxOptions {
+  /**
+   * No user namespace: sandbox root is the machine's root (the caller must be root in
+   * the initial user namespace; see `rootSandboxUnavailable`).
+   */
+  readonly root?: boolean;
+}
+
 /** How a command runs in the sandbox. */
 export interface RunOptions {
-  /** As the unprivileged user (uid 1000 in its own user namespace), not sandbox root. */
+  /**
+   * As the unprivileged user, not sandbox root: uid 1000 in its own user namespace, or
+   * in a root sandbox the machine's uid and gid 1000, without supplementary groups.
+   */
   readonly user?: boolean;
   /** In the remote namespace instead of the host one (as sandbox root). */
   readonly remote?: boolean;
@@ -132,15 +152,63 @@ export function sandboxUnavailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * Why root sandboxes (`withSandbox(fn, { root: true })`) cannot be made here, or
+ * undefined when they can: for `Deno.test({ ignore })`. Needs the same tools, and
+ * root in the initial user namespace (whose uid_map maps every id to itself).
+ */
+export function rootSandboxUnavailable(): string | undefined {
+  const sandbox = sandboxUnavailable();
+  if (sandbox) return sandbox;
+  if (Deno.uid() !== 0) return `not running as root (uid ${Deno.uid()})`;
+  let map: string;
+  try {
+    map = Deno.readTextFileSync("/proc/self/uid_map").trim().split(/\s+/).join(" ");
+  } catch (e) {
+    return `cannot read /proc/self/uid_map: ${e}`;
+  }
+  if (map !== "0 0 4294967295") return `not in the initial user namespace (uid_map ${map})`;
+  try {
+    const out = new Deno.Command("unshare", {
+      args: ["--net", "--mount", "true"],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (!out.success) {
+      return `unshare cannot make namespaces as root: ${
+        new TextDecoder().decode(out.stderr).trim()
+      }`;
+    }
+  } catch (e) {
+    return `unshare failed: ${e}`;
+  }
+  return undefined;
+}
+
 const decoder = new TextDecoder();
 
-/** Runs `fn` with a fresh sandbox, and tears the sandbox down however `fn` ends. */
-export async function withSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T> {
+/** What /proc/PID/ns/NAME links to ("net:[4026531840]"). */
+function namespaceOf(pid: number | "self", name: "net" | "mnt"): string {
+  return Deno.readLinkSync(`/proc/${pid}/ns/${name}`);
+}
+
+/**
+ * Runs `fn` with a fresh sandbox (a root one with `{ root: true }`), and tears the
+ * sandbox down however `fn` ends.
+ */
+export async function withSandbox<T>(
+  fn: (sb: Sandbox) => Promise<T>,
+  options: SandboxOptions = {},
+): Promise<T> {
+  const root = options.root === true;
+  const outerNet = namespaceOf("self", "net");
+  const outerMnt = namespaceOf("self", "mnt");
   const dir = await Deno.makeTempDir({ prefix: "passt-sandbox-" });
+  // The root sandbox's user is uid 1000 of the machine: let it use the directory too.
+  if (root) await Deno.chmod(dir, 0o1777);
   const init = new Deno.Command("unshare", {
     args: [
-      "--user",
-      "--map-root-user",
+      ...(root ? [] : ["--user", "--map-root-user"]),
       "--net",
       "--mount",
       "--pid",
@@ -151,7 +219,14 @@ export async function withSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T
       "sh",
       SETUP,
     ],
-    env: { PATH, LC_ALL: "C", SANDBOX_USER_ID: String(SANDBOX_USER_ID) },
+    env: {
+      PATH,
+      LC_ALL: "C",
+      SANDBOX_USER_ID: String(SANDBOX_USER_ID),
+      SANDBOX_ROOT: root ? "1" : "0",
+      SANDBOX_OUTER_NET: outerNet,
+      SANDBOX_OUTER_MNT: outerMnt,
+    },
     clearEnv: true,
     stdin: "piped",
     stdout: "piped",
@@ -163,7 +238,11 @@ export async function withSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T
   try {
     await waitReady(init.stdout, READY_TIMEOUT_MS, stderrText, init.status);
     const initPid = await sandboxInitPid(init.pid);
-    const sb = makeSandbox(initPid, dir, processes);
+    // Every command enters init's namespaces: they must not be ours.
+    if (namespaceOf(initPid, "net") === outerNet || namespaceOf(initPid, "mnt") === outerMnt) {
+      throw new Error(`sandbox init ${initPid} shares this process's namespaces`);
+    }
+    const sb = makeSandbox(initPid, dir, processes, root);
     return await fn(sb);
   } finally {
     for (const p of processes) await p.kill("KILL").catch(() => {});
@@ -220,22 +299,27 @@ async function sandboxInitPid(unsharePid: number): Promise<number> {
   return Number(children[0]);
 }
 
-function makeSandbox(initPid: number, dir: string, processes: Set<SandboxProcess>): Sandbox {
+function makeSandbox(
+  initPid: number,
+  dir: string,
+  processes: Set<SandboxProcess>,
+  root: boolean,
+): Sandbox {
   /** nsenter argv that runs `cmd` where `opts` says, under `timeout`. */
   const argv = (cmd: readonly string[], opts: RunOptions): string[] => {
     const seconds = ((opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000).toFixed(1);
-    const enter = [
-      "-t",
-      String(initPid),
-      "--user",
-      "--net",
-      "--mount",
-      "--pid",
-      "--preserve-credentials",
-      "--",
-    ];
-    const where = opts.remote ? ["nsenter", "--net=/run/netns/remote", "--"] : opts.user
+    const enter = ["-t", String(initPid), "--net", "--mount", "--pid"];
+    if (!root) enter.push("--user", "--preserve-credentials");
+    enter.push("--");
+    const user = root
       ? [
+        "setpriv",
+        `--reuid=${SANDBOX_USER_ID}`,
+        `--regid=${SANDBOX_USER_ID}`,
+        "--clear-groups",
+        "--",
+      ]
+      : [
         "nsenter",
         "--user=/run/sandbox/userns",
         "--preserve-credentials",
@@ -245,7 +329,11 @@ function makeSandbox(initPid: number, dir: string, processes: Set<SandboxProcess
         `--regid=${SANDBOX_USER_ID}`,
         "--keep-groups",
         "--",
-      ]
+      ];
+    const where = opts.remote
+      ? ["nsenter", "--net=/run/netns/remote", "--"]
+      : opts.user
+      ? user
       : [];
     return [...enter, ...where, "timeout", "-k", "2", seconds, ...cmd];
   };

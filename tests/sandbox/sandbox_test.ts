@@ -1,9 +1,17 @@
 /** The sandbox itself: the network it promises, its users, its time limits, its cleanup. */
 
 import assert from "node:assert/strict";
-import { NET, SANDBOX_USER_ID, sandboxUnavailable, withSandbox } from "./sandbox.ts";
+import {
+  NET,
+  rootSandboxUnavailable,
+  SANDBOX_USER_ID,
+  sandboxUnavailable,
+  withSandbox,
+} from "./sandbox.ts";
 
 const ignore = sandboxUnavailable() !== undefined;
+const rootIgnored = rootSandboxUnavailable();
+if (rootIgnored) console.error(`root sandbox tests ignored: ${rootIgnored}`);
 
 Deno.test({
   name: "sandbox: host and remote namespaces, routes, resolv.conf, ping both ways",
@@ -95,6 +103,83 @@ Deno.test({
         if (!gone) await new Promise((r) => setTimeout(r, 100));
       }
       assert.ok(gone, `process ${p} outlived its sandbox`);
+    }
+  },
+});
+
+Deno.test({
+  name: "sandbox (root): the machine's root, the same network, only new namespaces",
+  ignore: rootIgnored !== undefined,
+  fn: () =>
+    withSandbox(async (sb) => {
+      const outside = Object.fromEntries(
+        ["net", "mnt", "pid", "user"].map((ns) => [ns, Deno.readLinkSync(`/proc/self/ns/${ns}`)]),
+      );
+      const inside = await sb.run([
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; for ns in net mnt pid user; do readlink /proc/self/ns/$ns; done",
+      ]);
+      assert.equal(inside.code, 0, inside.stderr);
+      const [uid, map, net, mnt, pid, user] = inside.stdout.trim().split("\n");
+      assert.equal(uid, "0");
+      assert.deepEqual(map?.trim().split(/\s+/), ["0", "0", "4294967295"]);
+      assert.equal(user, outside.user, "a root sandbox has no user namespace");
+      assert.notEqual(net, outside.net);
+      assert.notEqual(mnt, outside.mnt);
+      assert.notEqual(pid, outside.pid);
+
+      const addr = await sb.run(["ip", "-j", "addr", "show", "dev", NET.hostIfname]);
+      const [link] = JSON.parse(addr.stdout);
+      assert.equal(link.mtu, NET.hostMtu);
+      const locals = link.addr_info.map((a: { local: string }) => a.local);
+      assert.ok(locals.includes(NET.host4) && locals.includes(NET.host6), addr.stdout);
+      const links = JSON.parse((await sb.run(["ip", "-j", "link", "show"])).stdout);
+      assert.deepEqual(links.map((l: { ifname: string }) => l.ifname).sort(), ["eth0", "lo"]);
+      assert.match((await sb.run(["cat", "/etc/resolv.conf"])).stdout, /^search example\.test$/m);
+      assert.doesNotMatch(await Deno.readTextFile("/etc/resolv.conf"), /example\.test/);
+
+      // The unprivileged user: uid 1000 of the machine, no capabilities, may ping.
+      const id = await sb.run(
+        ["sh", "-c", `id -u; id -G; grep CapEff /proc/self/status; touch ${sb.dir}/mine`],
+        { user: true },
+      );
+      assert.equal(id.code, 0, id.stderr);
+      assert.match(id.stdout, new RegExp(`^${SANDBOX_USER_ID}\\n${SANDBOX_USER_ID}\\n`));
+      assert.match(id.stdout, /CapEff:\s+0+\n/);
+      for (const target of [NET.gateway4, NET.gateway6, NET.remote4, NET.remote6]) {
+        const ping = await sb.run(["ping", "-c1", "-W2", target], { user: true });
+        assert.equal(ping.code, 0, `ping ${target}: ${ping.stdout}${ping.stderr}`);
+      }
+    }, { root: true }),
+});
+
+Deno.test({
+  name: "sandbox: setup.sh refuses to build in its caller's namespaces",
+  ignore,
+  fn: async () => {
+    const setup = new URL("./setup.sh", import.meta.url).pathname;
+    // Run in throwaway namespaces all the same, so that a broken check harms nothing:
+    // there setup.sh is told that they are its caller's, or told nothing.
+    const own = (ns: string) => `$(readlink /proc/self/ns/${ns})`;
+    const claims = [
+      `SANDBOX_OUTER_NET=${own("net")} SANDBOX_OUTER_MNT=${own("mnt")} sh "$0"`,
+      `SANDBOX_OUTER_NET=other SANDBOX_OUTER_MNT=${own("mnt")} sh "$0"`,
+      'sh "$0"',
+    ];
+    for (const claim of claims) {
+      const out = await new Deno.Command("unshare", {
+        args: ["--user", "--map-root-user", "--net", "--mount", "sh", "-c", claim, setup],
+        env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+        clearEnv: true,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 1, `${claim}: ${stderr}`);
+      assert.equal(new TextDecoder().decode(out.stdout), "");
+      assert.match(stderr, /namespace .* is not a new one: refusing to run/);
     }
   },
 });
