@@ -162,6 +162,24 @@ rootTest("ping from the namespace: gateway and remote host, IPv4 and IPv6", [
   for (const t of targets) assert.match(r.stdout, new RegExp(`bytes from ${t}`), show(r));
 });
 
+rootTest(
+  "run by an unprivileged user of the machine (uid 1000, /dev/net/tun 0666): root inside, ping",
+  ["ping"],
+  async (sb) => {
+    const script = `id -u; cat /proc/self/uid_map; ip -j addr show; ` +
+      `ping -c1 -W2 ${NET.gateway4} >/dev/null && echo PING4; ` +
+      `ping -c1 -W2 ${NET.remote6} >/dev/null && echo PING6; exit 5`;
+    const r = await inPasta(sb, ["--config-net"], script, { user: true, timeoutMs: 30_000 });
+    assert.equal(r.code, 5, show(r));
+    const [uid, map] = r.stdout.split("\n");
+    assert.equal(uid, "0", "the caller is root in the namespace pasta made");
+    assert.deepEqual(map!.trim().split(/\s+/), ["0", "1000", "1"], "mapped to uid 1000");
+    assert.match(r.stdout, new RegExp(`"local":"${NET.host4.replaceAll(".", "\\.")}"`));
+    assert.match(r.stdout, /^PING4$/m, show(r));
+    assert.match(r.stdout, /^PING6$/m, show(r));
+  },
+);
+
 rootTest("dhclient -4 without --config-net: address, router, MTU", ["dhclient"], async (sb) => {
   const env = await dhclient(sb, "-4", [], AS_ROOT);
   assert.equal(env.new_ip_address, NET.host4);

@@ -88,6 +88,14 @@ if [ ! -e "$resolv" ]; then
 fi
 mount --bind /run/sandbox/resolv.conf "$resolv"
 
+if [ "$root_mode" = 1 ] && [ -c /dev/net/tun ]; then
+  # Distributions ship /dev/net/tun mode 0666; this machine's is 0600. For the
+  # machine's uid 1000 to run pasta, a 0666 node of the same device covers it,
+  # in this mount namespace only.
+  mknod -m 0666 /run/sandbox/tun c 10 200
+  mount --bind /run/sandbox/tun /dev/net/tun
+fi
+
 if [ "$root_mode" != 1 ]; then
   # The unprivileged user's namespace: its uid and gid map to ours (0 here, the real
   # uid outside). A process holds it until the bind mount does.
