@@ -61,9 +61,22 @@ export class FlowTable {
     for (let i = 0; i < FLOW_MAX; i++) this.#free[i] = FLOW_MAX - 1 - i;
   }
 
-  /** Take a free flow for `type`; -1 when the table is full. */
+  readonly #reclaimers: Array<() => number> = [];
+
+  /**
+   * Register `reclaim`, called when `alloc` finds the table full: it may free
+   * flows that can go (idle UDP flows) and returns how many it freed.
+   */
+  onFull(reclaim: () => number): void {
+    this.#reclaimers.push(reclaim);
+  }
+
+  /** Take a free flow for `type`; -1 when the table is full and nothing could be reclaimed. */
   alloc(type: number): number {
-    if (this.#freeCount === 0) return -1;
+    if (this.#freeCount === 0) {
+      for (const reclaim of this.#reclaimers) if (reclaim() > 0 && this.#freeCount > 0) break;
+      if (this.#freeCount === 0) return -1;
+    }
     const index = this.#free[--this.#freeCount]!;
     this.type[index] = type;
     this.count++;

@@ -63,9 +63,14 @@
  * Expiry. A flow idle for `flowTimeoutMs` (default 180 s, as upstream) is closed
  * by a sweep timer; time is a coarse clock advanced by that timer, so the data
  * path makes no clock call and expiry happens within one sweep interval after
- * the timeout. The flow table's capacity bounds the flows: when it is full the
- * datagram is dropped and counted (logged once at debug level until a flow is
- * freed). Nothing on the data path allocates or throws.
+ * the timeout. The flow table's capacity bounds the flows. When it is full
+ * (for any protocol's new flow), the UDP flows idle longest make room: every
+ * flow last active at the oldest time on the coarse clock, if that is before
+ * the current interval (a flood's one-datagram flows go first; a flow with
+ * traffic in this interval never does). If none may go, the datagram is
+ * dropped and counted (logged once at debug level until a flow is freed), and
+ * no new scan happens before the clock advances. Nothing on the data path
+ * allocates or throws.
  */
 
 import { isLoopback4, isLoopback6 } from "../config/addr.ts";
@@ -191,6 +196,8 @@ export class UdpStats {
   flowsOpened = 0;
   /** Flows closed (expired or at shutdown). */
   flowsClosed = 0;
+  /** Idle flows closed early because the flow table was full. */
+  flowsEvicted = 0;
   /** Flows whose socket could not take the guest's source port (kernel chose one). */
   portRemapped = 0;
   /** Dropped datagrams by reason. */
@@ -312,7 +319,36 @@ export class UdpTranslator implements TransportHandler {
     this.#flowKind = ctx.loop.defineKind("udp", this.#onFlowReadable);
     this.#forwardKind = ctx.loop.defineKind("udp-forward", this.#onForwardReadable);
     ctx.loop.addTimer("udp", this.#sweepMs, this.#onTimer);
+    ctx.flows.onFull(this.#reclaim);
   }
+
+  /** The coarse time of the last scan that found nothing to evict (-1: none). */
+  #fruitlessScanAt = -1;
+
+  /** The flow table is full: evict the idlest UDP flows (see the file comment). */
+  readonly #reclaim = (): number => {
+    if (this.#closed || this.#fruitlessScanAt === this.#nowMs) return 0;
+    const flows = this.#ctx.flows;
+    const last = this.#lastActiveMs;
+    let oldest = Infinity;
+    for (let i = 0; i < FLOW_MAX; i++) {
+      if (flows.type[i] === FlowType.UDP && last[i]! < oldest) oldest = last[i]!;
+    }
+    if (oldest >= this.#nowMs) {
+      this.#fruitlessScanAt = this.#nowMs;
+      return 0;
+    }
+    let evicted = 0;
+    for (let i = 0; i < FLOW_MAX; i++) {
+      if (flows.type[i] === FlowType.UDP && last[i]! <= oldest) {
+        this.#closeFlow(i);
+        evicted++;
+      }
+    }
+    this.stats.flowsEvicted += evicted;
+    if (log.debugging) log.debug(`UDP: flow table full: ${evicted} idle flows closed early`);
+    return evicted;
+  };
 
   /** Number of open UDP flows. */
   get flowCount(): number {

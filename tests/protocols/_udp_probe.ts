@@ -10,6 +10,7 @@
 
 import { AF, EPOLL, IPPROTO, IPV6_OPT, SO, SOCK, SOL } from "../../src/ffi/layout.ts";
 import * as sys from "../../src/ffi/sys.ts";
+import { FLOW_MAX, FlowType } from "../../src/flow/flow.ts";
 import { UdpTranslator } from "../../src/protocols/udp.ts";
 import type { EventLoop } from "../../src/loop.ts";
 import { be16, bytes, eth, ipv6, naiveChecksum, udp4, view } from "./_frames.ts";
@@ -345,6 +346,39 @@ result.socketsAfterClose = socketFds();
   };
   t.close();
   ctx2.loop.close();
+}
+
+// --- a full table: the idlest UDP flows make room, active ones stay -----------------
+{
+  const ctx3 = udpContext();
+  const socketsBefore = socketFds();
+  const t = new UdpTranslator(ctx3, { flowTimeoutMs: 60_000, sweepIntervalMs: 100 });
+  for (let i = 0; i < 2; i++) {
+    fromGuest(t, frame4(HOST4, GATEWAY4, 42000 + i, 9, enc.encode("old")));
+  }
+  const start = Date.now();
+  while (Date.now() - start < 300) ctx3.loop.run(50, 1);
+  fromGuest(t, frame4(HOST4, GATEWAY4, 42002, 9, enc.encode("fresh")));
+  // TCP takes the rest of the table: full, the two old flows go, the fresh one stays.
+  const taken: number[] = [];
+  for (let i = 0; i < FLOW_MAX + 8; i++) {
+    const index = ctx3.flows.alloc(FlowType.TCP);
+    if (index < 0) break;
+    taken.push(index);
+  }
+  const udpFlows = () => ctx3.flows.type.filter((type) => type === FlowType.UDP).length;
+  const afterFill = { udpFlows: udpFlows(), sockets: socketFds() - socketsBefore };
+  // Nothing idle is left: a new flow is dropped, counted.
+  fromGuest(t, frame4(HOST4, GATEWAY4, 42003, 9, enc.encode("no room")));
+  result.evict = {
+    tcpTaken: taken.length,
+    evicted: t.stats.flowsEvicted,
+    afterFill,
+    droppedFull: t.stats.dropped.full,
+  };
+  for (const index of taken) ctx3.flows.free(index);
+  t.close();
+  ctx3.loop.close();
 }
 
 console.log(JSON.stringify(result));

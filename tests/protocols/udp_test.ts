@@ -209,6 +209,20 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "a full flow table: the idlest UDP flows make room, a flow active now stays",
+  ignore,
+  async fn() {
+    const r = await runProbe();
+    assert.deepEqual(r.evict, {
+      tcpTaken: FLOW_MAX - 1,
+      evicted: 2,
+      afterFill: { udpFlows: 1, sockets: 1 },
+      droppedFull: 1,
+    });
+  },
+});
+
 // --- no namespace needed: nothing here may open a socket ---------------------------
 
 function frame4(dst: Uint8Array, udp: Uint8Array, src = HOST4): Uint8Array {
