@@ -202,6 +202,8 @@ const symbols = {
   /* int mount(const char *src, const char *target, const char *fstype, unsigned long flags,
    *           const void *data) */
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  /* int poll(struct pollfd *fds, nfds_t n, int timeout) */
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   /* int umount2(const char *target, int flags) */
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
   /* int chdir(const char *path) */

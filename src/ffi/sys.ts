@@ -959,6 +959,18 @@ export function readTextAt(
   }
 }
 
+const pollFd = new Uint8Array(8);
+const pollView = new DataView(pollFd.buffer);
+
+/** Whether `fd` is readable right now: poll(2) with no wait (struct pollfd: fd, events, revents). */
+export function pollReadable(fd: number): boolean {
+  pollView.setInt32(0, fd, true);
+  pollView.setInt16(4, 1, /* POLLIN */ true);
+  pollView.setInt16(6, 0, true);
+  const r = c.poll(pollFd, 1n, 0);
+  return r > 0 && (pollView.getInt16(6, true) & 1) !== 0;
+}
+
 /** pidfd_open(2): a descriptor that becomes readable when `pid` exits. Throws on failure. */
 export function pidfdOpen(pid: number): number {
   const r = Number(c.syscall_pidfd_open(BigInt(SYS.pidfd_open), BigInt(pid), 0n));

@@ -9,7 +9,10 @@
  * - A namespace file (`--netns PATH|NAME`): an inotify watch on its directory,
  *   which reports the file's removal or renaming by name, and the directory's
  *   own removal or unmounting.
- * Either calls `onGone` with a line for the log, once.
+ * Either calls `onGone` with a line for the log, once. The target may have gone
+ * while we were setting up, before the watch existed: so once it does, the
+ * target is looked up one last time, and if it is gone already the reason is
+ * returned instead.
  */
 import { IN } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
@@ -30,14 +33,15 @@ export function procPid(path: string): number | undefined {
 
 /**
  * Call `onGone(reason)` from `loop` when the process `pid` exits, or, without a
- * PID, when the file `path` is removed. Throws if the watch can't be set up.
+ * PID, when the file `path` is removed. Returns the reason if that happened
+ * already, undefined otherwise. Throws if the watch can't be set up.
  */
 export function watchNamespace(
   loop: EventLoop,
   pid: number | undefined,
   path: string,
   onGone: (reason: string) => void,
-): void {
+): string | undefined {
   let told = false;
   const tell = (reason: string) => {
     if (told) return;
@@ -46,10 +50,17 @@ export function watchNamespace(
   };
   pid ??= procPid(path);
   if (pid !== undefined) {
-    const fd = sys.pidfdOpen(pid);
-    const where = `/proc/${pid}`;
-    loop.addReadable("netns-pid", fd, () => tell(`${where} is gone`));
-    return;
+    const where = `/proc/${pid} is gone`;
+    let fd: number;
+    try {
+      fd = sys.pidfdOpen(pid);
+    } catch (e) {
+      if (e instanceof sys.SysError && e.errno === sys.Errno.ESRCH) return where;
+      throw e;
+    }
+    loop.addReadable("netns-pid", fd, () => tell(where));
+    // An exited process not yet reaped by its parent: its pidfd is readable now.
+    return sys.pollReadable(fd) ? where : undefined;
   }
   const slash = path.lastIndexOf("/");
   const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
@@ -86,4 +97,10 @@ export function watchNamespace(
       }
     }
   });
+  try {
+    Deno.statSync(path);
+    return undefined;
+  } catch {
+    return `${path} is gone`;
+  }
 }

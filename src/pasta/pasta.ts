@@ -434,15 +434,16 @@ function runJoinWorker(config: PastaConfig): number {
   });
   if (!config.noNetnsQuit) {
     try {
-      watchNamespace(
-        worker.loop,
-        target.kind === "pid" ? target.pid : undefined,
-        netnsPath,
-        (why) => {
-          log.info(`${why}: terminating`);
-          worker.loop.stop(0);
-        },
-      );
+      const pid = target.kind === "pid" ? target.pid : undefined;
+      const gone = watchNamespace(worker.loop, pid, netnsPath, (why) => {
+        log.info(`${why}: terminating`);
+        worker.loop.stop(0);
+      });
+      if (gone !== undefined) {
+        log.info(`${gone}: terminating`);
+        stopWorker(worker);
+        return 0;
+      }
     } catch (e) {
       log.err(`cannot watch the target namespace: ${e instanceof Error ? e.message : e}`);
       stopWorker(worker);
