@@ -95,6 +95,19 @@ export class Logger {
    * go to the log file if there is one, else to the system logger. With debug on,
    * stderr stays, as `--debug` asks.
    */
+  /**
+   * Connect to the system logger now if lines will go there once we are in the
+   * background (no log file, no --debug): for a process about to lose the
+   * filesystem. `pid` is the PID to tag lines with (the one the system knows,
+   * in case ours is 1 in a PID namespace of our own). Also settles the local time
+   * zone, read from /etc/localtime on first use.
+   */
+  prepareSyslog(pid: number): void {
+    this.#syslogPid = pid;
+    new Date().getHours();
+    if (!this.#debug && this.#fileFd < 0) this.#openSyslog();
+  }
+
   detachFromStderr(): void {
     if (this.#debug) return;
     this.#useStderr = false;
@@ -143,6 +156,8 @@ export class Logger {
     if (!written) this.lost++;
   }
 
+  #syslogPid: number | undefined;
+
   #openSyslog(): void {
     if (this.#syslogFd >= 0) return;
     try {
@@ -165,7 +180,8 @@ export class Logger {
       `${String(now.getHours()).padStart(2, "0")}:${String(now.getMinutes()).padStart(2, "0")}:` +
       `${String(now.getSeconds()).padStart(2, "0")}`;
     const pri = SYSLOG_FACILITY_DAEMON * 8 + level;
-    const bytes = encoder.encode(`<${pri}>${stamp} ${this.#program}[${sys.getpid()}]: ${message}`);
+    const pid = this.#syslogPid ?? sys.getpid();
+    const bytes = encoder.encode(`<${pri}>${stamp} ${this.#program}[${pid}]: ${message}`);
     return sys.send(this.#syslogFd, bytes, bytes.length, 0) === bytes.length;
   }
 

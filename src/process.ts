@@ -295,6 +295,7 @@ function planStdioDetach(keepStderr: boolean): DetachPlan {
 export function prepareAnnounceReady(): void {
   if (detachPlan !== undefined || Deno.env.get(READY_FD_ENV) === undefined) return;
   detachPlan = planStdioDetach(log.debugging);
+  log.prepareSyslog(outsidePid());
 }
 
 /**
