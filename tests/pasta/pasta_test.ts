@@ -74,6 +74,53 @@ pastaTest("--config-net copies the host's addresses and routes, MTU 65520", ["ip
   assert.deepEqual(s.addr.map((l: Json) => l.ifname).sort(), ["eth0", "lo"]);
 });
 
+pastaTest(
+  "--config-net copies every address and route of the host interface; --no-copy-* only one",
+  ["ip"],
+  async (sb) => {
+    // A second address per version and routes beyond the default on the host's eth0.
+    for (
+      const cmd of [
+        ["ip", "addr", "add", "192.0.2.77/24", "dev", "eth0"],
+        ["ip", "-6", "addr", "add", "2001:db8:1::77/64", "dev", "eth0", "nodad"],
+        ["ip", "route", "add", "198.51.100.0/24", "via", NET.gateway4, "dev", "eth0"],
+        ["ip", "-6", "route", "add", "2001:db8:99::/48", "via", NET.gateway6, "dev", "eth0"],
+      ]
+    ) {
+      const r = await sb.run(cmd);
+      assert.equal(r.code, 0, `${cmd.join(" ")}: ${show(r)}`);
+    }
+    const copied = await inPasta(sb, ["--config-net"], IP_STATE);
+    assert.equal(copied.code, 0, show(copied));
+    const s = sections(copied.stdout);
+    const addrs = addrsOf(s.addr.find((l: Json) => l.ifname === IF));
+    for (const a of [`${NET.host4}/24`, "192.0.2.77/24", `${NET.host6}/64`, "2001:db8:1::77/64"]) {
+      assert.ok(addrs.includes(a), `${a} copied: ${addrs}`);
+    }
+    const r4 = s.route4.find((rt: Json) => rt.dst === "198.51.100.0/24");
+    assert.equal(r4?.gateway, NET.gateway4, JSON.stringify(s.route4));
+    assert.equal(r4?.dev, IF, "the output device becomes the tap");
+    const r6 = s.route6.find((rt: Json) => rt.dst === "2001:db8:99::/48");
+    assert.equal(r6?.gateway, NET.gateway6, JSON.stringify(s.route6));
+    assert.equal(r6?.dev, IF);
+
+    const single = await inPasta(
+      sb,
+      ["--config-net", "--no-copy-addrs", "--no-copy-routes"],
+      IP_STATE,
+    );
+    assert.equal(single.code, 0, show(single));
+    const t = sections(single.stdout);
+    const one = addrsOf(t.addr.find((l: Json) => l.ifname === IF));
+    assert.equal(one.filter((a: string) => a.startsWith("192.0.2.")).length, 1, `${one}`);
+    assert.equal(one.filter((a: string) => a.startsWith("2001:db8:1::")).length, 1, `${one}`);
+    assert.equal(t.route4.find((rt: Json) => rt.dst === "198.51.100.0/24"), undefined);
+    assert.equal(t.route6.find((rt: Json) => rt.dst === "2001:db8:99::/48"), undefined);
+    assert.equal(t.route4.find((rt: Json) => rt.dst === "default")?.gateway, NET.gateway4);
+    assert.equal(t.route6.find((rt: Json) => rt.dst === "default")?.gateway, NET.gateway6);
+  },
+);
+
 pastaTest("--config-net -I names the interface", ["ip"], async (sb) => {
   const r = await inPasta(sb, ["--config-net", "-I", "tap7"], IP_STATE);
   assert.equal(r.code, 0, show(r));
