@@ -258,6 +258,38 @@ pastaTest("ping from the namespace: gateway and remote host, IPv4 and IPv6", [
   for (const t of targets) assert.match(r.stdout, new RegExp(`bytes from ${t}`), show(r));
 });
 
+pastaTest(
+  "dhclient asking for a stale lease gets a NAK, then the right address",
+  ["dhclient", "tcpdump"],
+  async (sb) => {
+    // A lease from another network, still valid: dhclient asks for it back first
+    // (INIT-REBOOT, RFC 2131 4.3.2), and must be refused.
+    await Deno.writeTextFile(
+      `${sb.dir}/dhclient-4.leases`,
+      [
+        "lease {",
+        `  interface "${IF}";`,
+        "  fixed-address 198.51.100.99;",
+        "  option subnet-mask 255.255.255.0;",
+        "  option dhcp-server-identifier 198.51.100.1;",
+        "  renew 4 2099/01/01 00:00:00;",
+        "  rebind 4 2099/01/01 00:00:00;",
+        "  expire 4 2099/01/01 00:00:00;",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    const pcap = `${sb.dir}/nak.pcap`;
+    const env = await dhclient(sb, "-4", ["-p", pcap]);
+    assert.equal(env.new_ip_address, NET.host4);
+    const dump = await new Deno.Command("tcpdump", { args: ["-n", "-v", "-r", pcap] }).output();
+    const text = new TextDecoder().decode(dump.stdout);
+    assert.match(text, /Requested-IP.*198\.51\.100\.99/, text);
+    assert.match(text, /DHCP-Message[^\n]*: NACK/, text);
+    assert.match(text, /DHCP-Message[^\n]*: ACK/, text);
+  },
+);
+
 pastaTest("-p FILE: the capture reads with tcpdump and holds the DHCP exchange", [
   "busybox",
   "tcpdump",
