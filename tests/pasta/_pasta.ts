@@ -272,3 +272,35 @@ export async function dhclient(
   assert.ok(env, `dhclient never reached ${reason}: ${show(r)}`);
   return parseEnv(env);
 }
+
+/** Starts `unshare -Urn sleep` as the sandbox user; returns it once its netns exists. */
+export async function namespaceHolder(sb: Sandbox) {
+  const holder = await sb.spawn(
+    ["unshare", "--user", "--map-root-user", "--net", "sleep", "60"],
+    { user: true, timeoutMs: 60_000 },
+  );
+  const mine = (await sb.run(["readlink", "/proc/self/ns/net"])).stdout;
+  const ready = await sb.waitFor(async () => {
+    const r = await sb.run(["readlink", `/proc/${holder.pid}/ns/net`]);
+    return r.code === 0 && r.stdout !== mine;
+  }, 5000);
+  assert.ok(ready, "the namespace holder never unshared");
+  return holder;
+}
+
+/**
+ * Asserts what --config-net gives the namespace in the sandbox (`s`: the sections of
+ * IP_STATE's output): the host's address of each version on IF, and the default
+ * routes via the sandbox's gateways through IF.
+ */
+export function assertHostAddressesAndRoutes(s: Json): void {
+  const addrs = addrsOf(s.addr.find((l: Json) => l.ifname === IF));
+  assert.ok(addrs.includes(`${NET.host4}/${NET.prefix4}`), `addresses: ${addrs}`);
+  assert.ok(addrs.includes(`${NET.host6}/${NET.prefix6}`), `addresses: ${addrs}`);
+  const default4 = s.route4.find((rt: Json) => rt.dst === "default");
+  assert.equal(default4?.gateway, NET.gateway4, JSON.stringify(s.route4));
+  assert.equal(default4?.dev, IF);
+  const default6 = s.route6.find((rt: Json) => rt.dst === "default");
+  assert.equal(default6?.gateway, NET.gateway6, JSON.stringify(s.route6));
+  assert.equal(default6?.dev, IF);
+}

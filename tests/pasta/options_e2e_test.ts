@@ -22,6 +22,7 @@ import {
   IP_STATE,
   type Json,
   LINK_UP,
+  namespaceHolder,
   needs,
   parseEnv,
   PASTA,
@@ -187,21 +188,6 @@ async function udhcpcLease(sb: Sandbox, pastaArgs: readonly string[], tag: strin
   const result = await inPasta(sb, pastaArgs, cmd, { timeoutMs: 30_000 });
   const env = await Deno.readTextFile(`${sb.dir}/${tag}.bound`).catch(() => "");
   return { result, lease: env ? parseEnv(env) : undefined };
-}
-
-/** Starts `unshare -Urn sleep` as the sandbox user; returns it once its netns exists. */
-async function namespaceHolder(sb: Sandbox) {
-  const holder = await sb.spawn(
-    ["unshare", "--user", "--map-root-user", "--net", "sleep", "60"],
-    { user: true, timeoutMs: 60_000 },
-  );
-  const mine = (await sb.run(["readlink", "/proc/self/ns/net"])).stdout;
-  const ready = await sb.waitFor(async () => {
-    const r = await sb.run(["readlink", `/proc/${holder.pid}/ns/net`]);
-    return r.code === 0 && r.stdout !== mine;
-  }, 5000);
-  assert.ok(ready, "the namespace holder never unshared");
-  return holder;
 }
 
 /** Binds the holder's network namespace at /run/netns/NAME, as `ip netns add` would. */

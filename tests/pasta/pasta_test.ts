@@ -15,6 +15,7 @@ import assert from "node:assert/strict";
 import { NET, type Sandbox, sleep, withSandbox } from "../sandbox/sandbox.ts";
 import {
   addrsOf,
+  assertHostAddressesAndRoutes,
   cPastaDiffers,
   dhclient,
   IF,
@@ -23,6 +24,7 @@ import {
   IS_C_PASTA,
   type Json,
   LINK_UP,
+  namespaceHolder,
   needs,
   parseEnv,
   PASTA,
@@ -61,15 +63,7 @@ pastaTest("--config-net copies the host's addresses and routes, MTU 65520", ["ip
   assert.ok(link, `no ${IF} in the namespace: ${r.stdout}`);
   assert.equal(link.mtu, 65520);
   assert.ok(link.flags.includes("UP"), `${IF} is not up: ${link.flags}`);
-  const addrs = addrsOf(link);
-  assert.ok(addrs.includes(`${NET.host4}/${NET.prefix4}`), `addresses: ${addrs}`);
-  assert.ok(addrs.includes(`${NET.host6}/${NET.prefix6}`), `addresses: ${addrs}`);
-  const default4 = s.route4.find((rt: Json) => rt.dst === "default");
-  assert.equal(default4?.gateway, NET.gateway4, JSON.stringify(s.route4));
-  assert.equal(default4?.dev, IF);
-  const default6 = s.route6.find((rt: Json) => rt.dst === "default");
-  assert.equal(default6?.gateway, NET.gateway6, JSON.stringify(s.route6));
-  assert.equal(default6?.dev, IF);
+  assertHostAddressesAndRoutes(s);
   // Only loopback and the tap: nothing of the host's other links leaks in.
   assert.deepEqual(s.addr.map((l: Json) => l.ifname).sort(), ["eth0", "lo"]);
 });
@@ -320,21 +314,6 @@ pastaTest("the command's exit status is pasta's, and pasta exits with it", [], a
     assert.ok(Date.now() - started < 10_000, "pasta outlived its command");
   }
 });
-
-/** Starts `unshare -Urn sleep` as the sandbox user; returns it once its netns exists. */
-async function namespaceHolder(sb: Sandbox) {
-  const holder = await sb.spawn(
-    ["unshare", "--user", "--map-root-user", "--net", "sleep", "60"],
-    { user: true, timeoutMs: 60_000 },
-  );
-  const mine = (await sb.run(["readlink", "/proc/self/ns/net"])).stdout;
-  const ready = await sb.waitFor(async () => {
-    const r = await sb.run(["readlink", `/proc/${holder.pid}/ns/net`]);
-    return r.code === 0 && r.stdout !== mine;
-  }, 5000);
-  assert.ok(ready, "the namespace holder never unshared");
-  return holder;
-}
 
 async function configuredIn(sb: Sandbox, nsenterTarget: string[]): Promise<boolean> {
   const r = await sb.run(["nsenter", ...nsenterTarget, "ip", "-j", "addr", "show"]);

@@ -24,7 +24,7 @@ import {
   withSandbox,
 } from "../sandbox/sandbox.ts";
 import {
-  addrsOf,
+  assertHostAddressesAndRoutes,
   dhclient,
   IF,
   inPasta,
@@ -99,15 +99,7 @@ rootTest("--config-net: the host's addresses and routes, MTU 65520", ["ip"], asy
   const link = s.link.find((l: Json) => l.ifname === IF);
   assert.equal(link?.mtu, 65520, r.stdout);
   assert.ok(link.flags.includes("UP"), `${IF} is not up: ${link.flags}`);
-  const addrs = addrsOf(s.addr.find((l: Json) => l.ifname === IF));
-  assert.ok(addrs.includes(`${NET.host4}/${NET.prefix4}`), `addresses: ${addrs}`);
-  assert.ok(addrs.includes(`${NET.host6}/${NET.prefix6}`), `addresses: ${addrs}`);
-  const default4 = s.route4.find((rt: Json) => rt.dst === "default");
-  assert.equal(default4?.gateway, NET.gateway4, JSON.stringify(s.route4));
-  assert.equal(default4?.dev, IF);
-  const default6 = s.route6.find((rt: Json) => rt.dst === "default");
-  assert.equal(default6?.gateway, NET.gateway6, JSON.stringify(s.route6));
-  assert.equal(default6?.dev, IF);
+  assertHostAddressesAndRoutes(s);
 });
 
 rootTest(
