@@ -29,6 +29,7 @@ import type { EventLoop } from "../../src/loop.ts";
 import { PacketView } from "../../src/protocols/packet.ts";
 import { FRAME_MAX } from "../../src/tap/tap.ts";
 import { NET } from "../sandbox/sandbox.ts";
+import { ip4, ip6 } from "../protocols/_fixtures.ts";
 import {
   caseArbitrary,
   ECHO_PORT,
@@ -62,19 +63,6 @@ const STEPS = Number(env("FUZZ_STEPS") ?? 24);
  * that leak was fixed); FUZZ_STRICT_ICMP=0 only counts them.
  */
 const STRICT_ICMP = env("FUZZ_STRICT_ICMP") !== "0";
-
-function ip4(s: string): Uint8Array {
-  return Uint8Array.from(s.split(".").map(Number));
-}
-
-function ip6(s: string): Uint8Array {
-  const [head, tail] = s.split("::") as [string, string | undefined];
-  const words = (p: string | undefined) => (p ? p.split(":").map((w) => parseInt(w, 16)) : []);
-  const h = words(head);
-  const t = words(tail);
-  const all = [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-  return Uint8Array.from(all.flatMap((w) => [w >> 8, w & 0xff]));
-}
 
 // --- where we are --------------------------------------------------------------------------
 

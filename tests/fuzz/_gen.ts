@@ -12,6 +12,7 @@
  */
 import fc from "npm:fast-check@3";
 import { be16, be32, bytes, naiveChecksum } from "../protocols/_frames.ts";
+import { ip4, ip6 } from "../protocols/_fixtures.ts";
 import {
   ETH_P_ARP,
   ETH_P_IP,
@@ -90,19 +91,6 @@ const blob = (maxLength: number) => fc.uint8Array({ maxLength });
 const fixed = (length: number) => fc.uint8Array({ minLength: length, maxLength: length });
 
 const SYN = 0x02, ACK = 0x10, FIN = 0x01, RST = 0x04, PSH = 0x08;
-
-function ip4(s: string): Uint8Array {
-  return Uint8Array.from(s.split(".").map(Number));
-}
-
-function ip6(s: string): Uint8Array {
-  const [head, tail] = s.split("::") as [string, string | undefined];
-  const words = (p: string | undefined) => (p ? p.split(":").map((w) => parseInt(w, 16)) : []);
-  const h = words(head);
-  const t = words(tail);
-  const all = [...h, ...new Array(8 - h.length - t.length).fill(0), ...t];
-  return Uint8Array.from(all.flatMap((w) => [w >> 8, w & 0xff]));
-}
 
 const ZERO4 = ip4("0.0.0.0");
 const BCAST4 = ip4("255.255.255.255");
