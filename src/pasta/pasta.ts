@@ -39,6 +39,7 @@ import {
   runBackgroundStarter,
   selfCommand,
   spawnSandboxedWorker,
+  writePidFile,
 } from "../process.ts";
 import { hasPrivateMounts, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "../sandbox.ts";
 import { isolate } from "../isolation.ts";
@@ -62,7 +63,7 @@ export function runPasta(config: PastaConfig): number {
     Deno.env.delete(WORKER_ENV);
     return role === "spawn" ? runSpawnWorker(config) : runJoinWorker(config);
   }
-  if (config.target.kind === "spawn") return startSpawnWorker();
+  if (config.target.kind === "spawn") return startSpawnWorker(config);
 
   const usernsPath = userNamespaceToJoin(config);
   if (usernsPath === undefined) {
@@ -86,8 +87,12 @@ function waitForExit(pid: number): number {
   }
 }
 
-/** The starter for `pasta [COMMAND]`: a worker in a new user namespace, then wait. */
-function startSpawnWorker(): number {
+/**
+ * The starter for `pasta [COMMAND]`: a worker in a new user namespace, then wait.
+ * The PID file (-P) holds our PID, the one the user started (the worker's is in
+ * a user namespace of its own).
+ */
+function startSpawnWorker(config: PastaConfig): number {
   blockLoopSignals();
   const self = selfCommand();
   const { euid, egid } = sys.ids();
@@ -113,6 +118,14 @@ function startSpawnWorker(): number {
     log.err(`cannot start in a new user namespace: ${e instanceof Error ? e.message : e}`);
     child.close();
     return 1;
+  }
+  if (config.pidFile !== undefined) {
+    try {
+      writePidFile(config.pidFile, sys.getpid());
+    } catch (e) {
+      log.err(`${config.pidFile}: ${e instanceof Error ? e.message : e}`);
+      sys.kill(child.pid, SIG.TERM);
+    }
   }
   return waitForExit(child.pid);
 }
@@ -393,7 +406,8 @@ function runSpawnWorker(config: PastaConfig): number {
     // SIGINT comes from the terminal, to the command as well: the command decides.
   });
   try {
-    isolate(config);
+    // The starter, the PID the user knows, writes the PID file (-P): not us.
+    isolate({ ...config, pidFile: undefined });
     child.release();
     child.awaitExec();
   } catch (e) {

@@ -18,6 +18,7 @@ import {
   assertHostAddressesAndRoutes,
   cPastaDiffers,
   dhclient,
+  early,
   IF,
   inPasta,
   IP_STATE,
@@ -313,6 +314,21 @@ pastaTest("the command's exit status is pasta's, and pasta exits with it", [], a
     assert.equal(r.code, status, show(r));
     assert.ok(Date.now() - started < 10_000, "pasta outlived its command");
   }
+});
+
+pastaTest("-P FILE with a command: the PID of the pasta the user started", [], async (sb) => {
+  const pidFile = `${sb.dir}/pasta.pid`;
+  const p = await sb.spawn(
+    [PASTA, "--config-net", "-P", pidFile, "--", "sleep", "30"],
+    { user: true, timeoutMs: 40_000 },
+  );
+  const readPid = async () => Number((await Deno.readTextFile(pidFile).catch(() => "")).trim());
+  assert.ok(
+    await sb.waitFor(async () => (await readPid()) > 0, 10_000),
+    `nothing written to ${pidFile}: ${await early(p)}`,
+  );
+  assert.equal(await readPid(), p.pid, "the PID file names the pasta the user started");
+  await p.kill("KILL");
 });
 
 async function configuredIn(sb: Sandbox, nsenterTarget: string[]): Promise<boolean> {
