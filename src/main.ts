@@ -20,8 +20,10 @@ import {
   ensureLoopSignalsBlocked,
   isBackgroundWorker,
   readyDescriptor,
+  reportExitStatus,
   runBackgroundStarter,
   spawnSandboxedWorker,
+  takeStatusDescriptor,
 } from "./process.ts";
 import { claimSandbox } from "./sandbox.ts";
 import { checkRunAs } from "./isolation.ts";
@@ -125,8 +127,18 @@ function printTo(fd: 1 | 2, text: string): void {
   sys.write(fd, bytes, bytes.length);
 }
 
-/** Run `mode` with the command line `args` (argv[0] excluded); returns the exit status. */
+/**
+ * Run `mode` with the command line `args` (argv[0] excluded); returns the exit
+ * status, which a worker also reports to the waiter that waits for it.
+ */
 export function main(mode: Mode, args: readonly string[]): number {
+  takeStatusDescriptor();
+  const status = run(mode, args);
+  reportExitStatus(status);
+  return status;
+}
+
+function run(mode: Mode, args: readonly string[]): number {
   log.program = mode;
   let parsed;
   try {
@@ -172,7 +184,11 @@ export function main(mode: Mode, args: readonly string[]): number {
     return 1;
   }
 
-  const keep = [readyDescriptor(), config.mode === "passt" ? config.fd : undefined];
+  const keep = [
+    readyDescriptor(),
+    takeStatusDescriptor(),
+    config.mode === "passt" ? config.fd : undefined,
+  ];
   closeInheritedDescriptors(keep.filter((fd) => fd !== undefined));
   claimSandbox();
   if (config.mode === "pasta") return runPasta(config);

@@ -17,8 +17,21 @@
  *   libvirt) and reads our output to EOF sees EOF.
  * The worker finds the readiness pipe through an environment variable that it
  * removes from its own environment at once.
+ *
+ * A starter that must stay until the worker ends (pasta COMMAND, whose exit status
+ * it passes on; pasta -f joining through another user namespace) does not keep a
+ * Deno runtime alive for that: once the worker runs, it replaces itself (same PID,
+ * so the PID file and the user's shell still name it) with a waiter, /bin/sh
+ * running `WAITER_SCRIPT`, the one external program we ever execute. The worker
+ * writes its exit status, as a decimal line, to a pipe whose read end the waiter
+ * reads; end-of-file without a status means the worker died (SIGKILL, a crash),
+ * and the waiter says so and exits 1. SIGTERM and SIGHUP sent to the waiter are
+ * passed on to the worker, which ends (after ending its command, which it passes
+ * the signal to) and reports its status; SIGINT is ignored there, as the worker
+ * ignores it: Ctrl-C reaches the whole foreground process group, and the command
+ * decides.
  */
-import { CAP, CLONE, O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
+import { CAP, CLONE, F, O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
 import { spawnProcess, writeIdMaps } from "./ffi/spawn.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
@@ -30,6 +43,30 @@ export const LOOP_SIGNALS: readonly number[] = [SIG.HUP, SIG.INT, SIG.TERM, SIG.
 /** Environment variable naming the worker's readiness pipe (internal). */
 const READY_FD_ENV = "PASST_TS_READY_FD";
 const READY_MESSAGE = "ready\n";
+
+/** Environment variable naming the worker's exit status pipe (internal). */
+const STATUS_FD_ENV = "PASST_TS_STATUS_FD";
+
+/**
+ * The waiter: `$1` is the worker's PID, stdin the read end of the status pipe.
+ * A read interrupted by a trapped signal fails (dash, bash --posix) or resumes
+ * (bash): either way the loop reads again, and only a read that failed without a
+ * signal in between (end-of-file) ends it.
+ */
+const WAITER_SCRIPT = `w=$1; s=; t=
+trap 't=1; kill -TERM "$w" 2>/dev/null' TERM
+trap 't=1; kill -HUP "$w" 2>/dev/null' HUP
+trap '' INT
+i=0
+while [ "$i" -lt 1000 ]; do
+  if IFS= read -r s; then break; fi
+  [ -n "$t" ] || break
+  t=; i=$((i + 1))
+done
+case $s in
+''|*[!0-9]*) echo "$0: the worker (PID $w) ended without an exit status" >&2; exit 1;;
+esac
+exit "$s"`;
 
 /** The program and argument vector that started this process. */
 export interface SelfCommand {
@@ -322,4 +359,80 @@ export function reapChildren(onExit: (pid: number, exitCode: number) => void): v
     if (pid <= 0) return;
     onExit(pid, sys.exitCodeOf(status));
   }
+}
+
+/** The status pipe of a worker that a waiter will wait for (`execWaiter`). */
+export interface StatusPipe {
+  /** The starter's read end (close-on-exec until `execWaiter` makes it the waiter's stdin). */
+  readonly readEnd: number;
+  /** The environment entry that hands the write end to the worker. */
+  readonly envEntry: string;
+  /** Closes the starter's copies of the write end: call once the worker has started. */
+  closeWriteEnd(): void;
+}
+
+/**
+ * Starter side: a pipe for the worker's exit status. The worker inherits a copy of
+ * the write end (not close-on-exec) and finds it through `envEntry`.
+ */
+export function openStatusPipe(): StatusPipe {
+  const [readEnd, writeEnd] = sys.pipe2(O.CLOEXEC);
+  const inherited = sys.fcntl(writeEnd, 0, /* F_DUPFD */ 3);
+  sys.close(writeEnd);
+  let open = true;
+  return {
+    readEnd,
+    envEntry: `${STATUS_FD_ENV}=${inherited}`,
+    closeWriteEnd: () => {
+      if (open) sys.close(inherited);
+      open = false;
+    },
+  };
+}
+
+/**
+ * Starter side, once the worker runs: become the waiter (see the module comment),
+ * keeping our PID. `program` names us in its messages. Throws only if /bin/sh
+ * can't be executed, and the caller then waits for the worker itself.
+ */
+export function execWaiter(program: string, workerPid: number, pipe: StatusPipe): never {
+  pipe.closeWriteEnd();
+  // dup2 clears close-on-exec on the copy; the waiter never needs our stdin.
+  sys.dup2(pipe.readEnd, 0);
+  sys.close(pipe.readEnd);
+  // Signals the waiter traps must reach it: the mask survives execve.
+  sys.sigprocmask(SIG_HOW.UNBLOCK, LOOP_SIGNALS);
+  sys.execve("/bin/sh", ["sh", "-c", WAITER_SCRIPT, program, String(workerPid)], [
+    "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+  ]);
+}
+
+/** The worker's status pipe, taken from the environment by `takeStatusDescriptor`. */
+let statusFd: number | undefined;
+
+/**
+ * Worker side, first thing: take the status pipe from the environment (so that
+ * nothing we start inherits it) and mark it close-on-exec. Returns its descriptor
+ * (to keep open), or undefined if no waiter waits for us.
+ */
+export function takeStatusDescriptor(): number | undefined {
+  const text = Deno.env.get(STATUS_FD_ENV);
+  if (text === undefined) return statusFd;
+  Deno.env.delete(STATUS_FD_ENV);
+  const fd = Number(text);
+  if (!Number.isInteger(fd) || fd <= 2 || sys.tryFcntl(fd, F.SETFD, F.FD_CLOEXEC) < 0) {
+    return undefined;
+  }
+  statusFd = fd;
+  return fd;
+}
+
+/** Worker side, at the end: tell the waiter our exit status (0–255). */
+export function reportExitStatus(status: number): void {
+  const fd = statusFd;
+  if (fd === undefined) return;
+  statusFd = undefined;
+  const bytes = new TextEncoder().encode(`${status & 0xff}\n`);
+  sys.write(fd, bytes, bytes.length);
+  sys.close(fd);
 }

@@ -34,11 +34,14 @@ import {
   announceReady,
   blockLoopSignals,
   ensureLoopSignalsBlocked,
+  execWaiter,
   isBackgroundWorker,
   LOOP_SIGNALS,
+  openStatusPipe,
   runBackgroundStarter,
   selfCommand,
   spawnSandboxedWorker,
+  type StatusPipe,
   writePidFile,
 } from "../process.ts";
 import { hasPrivateMounts, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "../sandbox.ts";
@@ -96,12 +99,17 @@ function startSpawnWorker(config: PastaConfig): number {
   blockLoopSignals();
   const self = selfCommand();
   const { euid, egid } = sys.ids();
+  const status = openStatusPipe();
   let child;
   try {
     child = spawnProcess({
       path: self.path,
       argv: self.argv,
-      env: [...sys.environment({ [WORKER_ENV]: "spawn" }), sandboxEnvironmentEntry()],
+      env: [
+        ...sys.environment({ [WORKER_ENV]: "spawn" }),
+        sandboxEnvironmentEntry(),
+        status.envEntry,
+      ],
       cloneFlags: CLONE.NEWUSER | SANDBOX_CLONE_FLAGS,
       waitForParent: true,
       resetSignalMask: false,
@@ -109,6 +117,8 @@ function startSpawnWorker(config: PastaConfig): number {
   } catch (e) {
     log.err(`cannot create a user namespace: ${e instanceof Error ? e.message : e}`);
     return 1;
+  } finally {
+    status.closeWriteEnd();
   }
   try {
     writeIdMaps(child.pid, { uid: euid, gid: egid });
@@ -127,7 +137,18 @@ function startSpawnWorker(config: PastaConfig): number {
       sys.kill(child.pid, SIG.TERM);
     }
   }
-  return waitForExit(child.pid);
+  return waitAsWaiter(child.pid, status);
+}
+
+/** Become the waiter for `pid` (process.ts); if /bin/sh can't run, wait here instead. */
+function waitAsWaiter(pid: number, status: StatusPipe): number {
+  try {
+    execWaiter("pasta", pid, status);
+  } catch (e) {
+    log.warn(`cannot run /bin/sh to wait for the worker: ${e instanceof Error ? e.message : e}`);
+    sys.close(status.readEnd);
+    return waitForExit(pid);
+  }
 }
 
 /** The inode of a namespace file, or undefined. */
@@ -164,12 +185,18 @@ function startJoinWorkerInUserns(config: PastaConfig, usernsPath: string): numbe
     log.err(`--userns: ${e instanceof Error ? e.message : e}`);
     return 1;
   }
+  const status = config.foreground ? openStatusPipe() : undefined;
   const spawnIn = (env: string[]): number => {
     const self = selfCommand();
     const child = spawnProcess({
       path: self.path,
       argv: self.argv,
-      env: [...env, `${WORKER_ENV}=join`, sandboxEnvironmentEntry()],
+      env: [
+        ...env,
+        `${WORKER_ENV}=join`,
+        sandboxEnvironmentEntry(),
+        ...(status === undefined ? [] : [status.envEntry]),
+      ],
       setns: [{ fd: usernsFd, nstype: CLONE.NEWUSER }],
       unshareFlags: SANDBOX_CLONE_FLAGS,
       setsid: !config.foreground,
@@ -179,14 +206,23 @@ function startJoinWorkerInUserns(config: PastaConfig, usernsPath: string): numbe
     return child.pid;
   };
   try {
-    if (!config.foreground) return runBackgroundStarter(spawnIn);
+    if (status === undefined) return runBackgroundStarter(spawnIn);
     blockLoopSignals();
-    return waitForExit(spawnIn(sys.environment()));
+    let pid;
+    try {
+      pid = spawnIn(sys.environment());
+    } finally {
+      status.closeWriteEnd();
+    }
+    sys.close(usernsFd);
+    usernsFd = -1;
+    return waitAsWaiter(pid, status);
   } catch (e) {
     log.err(`cannot join the user namespace ${usernsPath}: ${e instanceof Error ? e.message : e}`);
+    if (status !== undefined) sys.close(status.readEnd);
     return 1;
   } finally {
-    sys.close(usernsFd);
+    if (usernsFd >= 0) sys.close(usernsFd);
   }
 }
 
@@ -241,6 +277,9 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
     (domain, type, protocol) => ns.socket(domain, type, protocol),
     (proto, port) => nsListeners.forwarder?.isBound(proto, port) ?? false,
   );
+  // Known before the namespace says anything: where inbound flows go.
+  if (nsTap.mac !== undefined) dp.guest.mac.set(nsTap.mac);
+  if (nsTap.linkLocal6 !== undefined) dp.guest.addr6LinkLocal.set(nsTap.linkLocal6);
   const { outbound, hostFiles } = startOutbound(config, plan, ns, dp);
   nsListeners.forwarder = outbound;
   const handleFrame = dp.handleFrame;
