@@ -24,7 +24,7 @@ import { FORWARD_NONE } from "./config/ports.ts";
 import type { DataPathContext, FrameOutput } from "./flow/context.ts";
 import { FlowTable } from "./flow/flow.ts";
 import { type ForwardProto, PortForwarder } from "./flow/forward.ts";
-import { initialGuestState } from "./flow/guest.ts";
+import { type GuestState, initialGuestState } from "./flow/guest.ts";
 import { AddressMap } from "./flow/nat.ts";
 import { log } from "./log.ts";
 import { EventLoop } from "./loop.ts";
@@ -70,6 +70,8 @@ export interface DataPath {
   readonly handleFrame: (frame: PacketView) => void;
   /** The dispatcher (counters). */
   readonly ingress: Ingress;
+  /** What we know of the guest: filled in from its frames, or by pasta up front. */
+  readonly guest: GuestState;
   /** TCP translation, unless --no-tcp. */
   readonly tcp: TcpTranslator | undefined;
   /** UDP translation, unless --no-udp. */
@@ -180,6 +182,7 @@ export function startDataPath(
     loop,
     handleFrame: ingress.handle.bind(ingress),
     ingress,
+    guest,
     tcp,
     udp,
     inbound,

@@ -1031,6 +1031,13 @@ export interface AddAddressOptions {
    * copying does not fail with EEXIST. Default false.
    */
   readonly noPrefixRoute?: boolean;
+  /**
+   * Change an address that is already there (NLM_F_REPLACE) instead of adding a
+   * new one: its flags (say, IFA_F_NODAD) and lifetimes. Default false.
+   */
+  readonly replace?: boolean;
+  /** RT_SCOPE_* of the address (default RT_SCOPE.UNIVERSE; LINK for fe80::/10). */
+  readonly scope?: number;
 }
 
 /**
@@ -1051,16 +1058,21 @@ export function addAddress(
   let flags = 0;
   if (family === AF.INET6 && (options.noDad ?? true)) flags |= IFA_F.NODAD;
   if (options.noPrefixRoute ?? false) flags |= IFA_F.NOPREFIXROUTE;
-  const request = `RTM_NEWADDR (add ${
+  const replace = options.replace ?? false;
+  const request = `RTM_NEWADDR (${replace ? "change" : "add"} ${
     formatAddress(address)
   }/${prefixLength} on ifindex ${ifindex})`;
-  startRequest(h, RTM.NEWADDR, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL);
+  startRequest(
+    h,
+    RTM.NEWADDR,
+    NLM_F.REQUEST | NLM_F.ACK | (replace ? NLM_F.REPLACE : NLM_F.CREATE | NLM_F.EXCL),
+  );
   const w = h.writer;
   const at = w.reserve(IFADDRMSG_SIZE);
   w.view.setUint8(at, family);
   w.view.setUint8(at + 1, prefixLength);
   w.view.setUint8(at + 2, flags & 0xff);
-  w.view.setUint8(at + 3, RT_SCOPE.UNIVERSE);
+  w.view.setUint8(at + 3, options.scope ?? RT_SCOPE.UNIVERSE);
   w.view.setUint32(at + 4, ifindex, true);
   w.attrBytes(IFA.LOCAL, address);
   w.attrBytes(IFA.ADDRESS, address);
@@ -1233,6 +1245,17 @@ function changeLink(
   w.view.setUint32(at + 12, change, true);
   attrs(w);
   acknowledged(h, request);
+}
+
+/**
+ * Set the link flags of interface `ifindex` selected by `mask` (IFF_* bits, see
+ * `LINK_FLAG`) to their values in `flags`; others stay as they are.
+ */
+export function setLinkFlags(h: NetlinkHandle, ifindex: number, flags: number, mask: number): void {
+  const request = `RTM_NEWLINK (set ifindex ${ifindex} flags 0x${flags.toString(16)}/0x${
+    mask.toString(16)
+  })`;
+  changeLink(h, ifindex, request, flags & mask, mask, () => {});
 }
 
 /** Bring interface `ifindex` up (IFF_UP). */

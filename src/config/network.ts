@@ -12,7 +12,8 @@
  * - name servers come from -D, else resolv.conf, where a loopback resolver (say
  *   127.0.0.53) is only reachable through the host-loopback mapping and is
  *   announced as that address, or left out when there is no mapping;
- * - announced DNS is --dns-forward's address when given.
+ * - announced DNS is --dns-forward's address when given;
+ * - no router advertisements into a namespace pasta configures (--config-net).
  */
 import type { Config } from "./config.ts";
 import type { HostInfo } from "./host.ts";
@@ -225,7 +226,10 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
     mtu: config.mtu,
     dhcp: ip4 !== undefined && ip4.gateway !== undefined && !config.noDhcp,
     ndp: ip6 !== undefined && !config.noNdp,
-    ra: ip6 !== undefined && !config.noNdp && !config.noRa,
+    // A namespace we configured ourselves has its addresses and routes already:
+    // router advertisements would add a SLAAC address and a second default route.
+    ra: ip6 !== undefined && !config.noNdp && !config.noRa &&
+      !(config.mode === "pasta" && config.configNet),
     dhcpv6: ip6 !== undefined && !config.noDhcpv6,
   };
 }

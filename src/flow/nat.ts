@@ -14,17 +14,18 @@
  *   anything else is used as it is.
  * - Inbound (a connection or datagram arriving at a host socket, towards the
  *   guest), on the source: a loopback source becomes the host-loopback mapping
- *   address (no mapping: the traffic cannot be delivered); the host's own
- *   address (which is also the guest's) becomes the --map-guest-addr address
- *   if there is one, else the host-loopback mapping; anything else stays.
- *   The destination is the guest's address as last seen (link-local for IPv6
- *   when the original destination was link-local), else the assigned one.
+ *   address; the host's own address (which is also the guest's) becomes the
+ *   --map-guest-addr address if there is one, else the host-loopback mapping;
+ *   with neither, our own address on the tap stands for both (the gateway for
+ *   IPv4, our link-local address for IPv6); anything else stays.
+ *   The destination is the guest's address as last seen (its link-local one
+ *   for IPv6 when the source is link-local), else the assigned one.
  * Replies within a flow need none of this: a flow remembers the addresses the
  * guest used, and answers come from those.
  * Addresses are byte arrays in network order (4 or 16 bytes) read at an offset,
  * so callers pass frame buffers directly; results go to caller-owned buffers.
  */
-import type { NetworkPlan } from "../config/network.ts";
+import type { FamilyPlan, NetworkPlan } from "../config/network.ts";
 import type { GuestState } from "./guest.ts";
 
 /** Ports that --dns-forward maps. */
@@ -108,30 +109,40 @@ export class AddressMap {
   /**
    * Translate the source of something arriving at a host socket (`len` bytes at
    * `off` of `src`) into the source the guest should see; written to `out`.
-   * Returns false when it cannot be delivered (loopback source, no mapping).
+   * Returns false when it cannot be delivered (no address to stand for it).
+   *
+   * A source the guest can't reach as it is (loopback, or the host's own address,
+   * which the guest has too) becomes the mapping address for it; with no mapping
+   * (--no-map-gw, no --map-guest-addr), our own address on the tap: the gateway
+   * for IPv4, our link-local address for IPv6, which then goes to the guest's
+   * link-local address (see `guestDestination`).
    */
   inboundSource(src: Uint8Array, off: number, len: number, out: Uint8Array): boolean {
     const family = len === 4 ? this.#plan.ip4 : this.#plan.ip6;
     if (family === undefined) return false;
     const loopback = len === 4 ? src[off] === 127 : equalAt(src, off, LOOPBACK6, 16);
-    if (loopback) {
-      if (family.mapHostLoopback === undefined) return false;
-      copy(family.mapHostLoopback, 0, out, len);
+    let stand: Uint8Array | undefined;
+    if (loopback) stand = family.mapHostLoopback;
+    else if (this.#hostOwn(family, src, off, len)) {
+      stand = family.mapGuestAddr ?? family.mapHostLoopback;
+    } else {
+      copy(src, off, out, len);
       return true;
     }
-    let hostOwn = equalAt(src, off, family.address, len);
-    const own = family.hostAddresses;
-    for (let i = 0; !hostOwn && i < own.length; i++) {
-      hostOwn = equalAt(src, off, own[i]!.address, len);
-    }
-    if (hostOwn) {
-      const stand = family.mapGuestAddr ?? family.mapHostLoopback;
-      if (stand === undefined) return false;
-      copy(stand, 0, out, len);
-      return true;
-    }
-    copy(src, off, out, len);
+    stand ??= len === 4 ? family.gateway : this.#plan.ip6?.ourLinkLocal;
+    if (stand === undefined) return false;
+    copy(stand, 0, out, len);
     return true;
+  }
+
+  /** Whether `len` bytes at `off` of `src` are the guest's or the host's own address. */
+  #hostOwn(family: FamilyPlan, src: Uint8Array, off: number, len: number): boolean {
+    if (equalAt(src, off, family.address, len)) return true;
+    const own = family.hostAddresses;
+    for (let i = 0; i < own.length; i++) {
+      if (equalAt(src, off, own[i]!.address, len)) return true;
+    }
+    return false;
   }
 
   /**

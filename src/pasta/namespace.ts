@@ -12,7 +12,11 @@
  * that copying the host's own prefix route does not collide with the kernel's;
  * routes without a gateway go first, so gateways are reachable when their routes
  * are added. IPv6 addresses skip duplicate address detection: the only other
- * node on the link is us.
+ * node on the link is us. That includes the link-local address the kernel makes
+ * when the link comes up: the link comes up with IFF_NOARP (no DAD), its
+ * link-local addresses get IFA_F_NODAD, then IFF_NOARP goes again, so the
+ * namespace can use IPv6 at once. The namespace's MAC and link-local address
+ * are handed back, so that we can reach it before it sends us anything.
  */
 import type { PastaConfig } from "../config/config.ts";
 import { formatIp } from "../config/addr.ts";
@@ -20,14 +24,19 @@ import type { FamilyPlan, NetworkPlan } from "../config/network.ts";
 import { AF, SOCK } from "../ffi/layout.ts";
 import {
   addAddress,
+  type AddressInfo,
   addRoute,
   closeNetlink,
+  dumpAddresses,
   dumpLinks,
+  LINK_FLAG,
   NETLINK_ROUTE,
   type NetlinkHandle,
   openNetlink,
   type RouteSpec,
   routeSpecFor,
+  RT_SCOPE,
+  setLinkFlags,
   setLinkMac,
   setLinkMtu,
   setLinkUp,
@@ -43,6 +52,10 @@ export interface NamespaceTap {
   readonly ifname: string;
   /** Its interface index in the namespace. */
   readonly ifindex: number;
+  /** Its MAC address (6 bytes), if the kernel reported one. */
+  readonly mac: Uint8Array | undefined;
+  /** Its IPv6 link-local address (16 bytes), if it has one yet. */
+  readonly linkLocal6: Uint8Array | undefined;
 }
 
 /** The default MTU of the tap device when --config-net sets it up (bytes). */
@@ -78,7 +91,18 @@ export function setUpNamespace(
     if (config.nsMacAddr !== undefined) setLinkMac(nl, ifindex, config.nsMacAddr);
     if (config.configNet) {
       setLinkMtu(nl, ifindex, config.mtu === 0 ? TAP_MTU_DEFAULT : config.mtu);
-      setLinkUp(nl, ifindex);
+      if (plan.ip6 !== undefined) {
+        // Up without DAD for the link-local address it gets now, then NODAD on it.
+        setLinkFlags(nl, ifindex, LINK_FLAG.UP | LINK_FLAG.NOARP, LINK_FLAG.UP | LINK_FLAG.NOARP);
+        for (const a of linkLocalAddresses(nl, ifindex)) {
+          addAddress(nl, ifindex, a.address, a.prefixLength, {
+            replace: true,
+            scope: RT_SCOPE.LINK,
+            noDad: true,
+          });
+        }
+        setLinkFlags(nl, ifindex, 0, LINK_FLAG.NOARP);
+      } else setLinkUp(nl, ifindex);
       if (plan.ip4 !== undefined) {
         configureFamily(nl, ifindex, plan.ip4, config.noCopyAddrs4, config.noCopyRoutes4, false);
       }
@@ -86,10 +110,24 @@ export function setUpNamespace(
         configureFamily(nl, ifindex, plan.ip6, config.noCopyAddrs6, config.noCopyRoutes6, true);
       }
     }
-    return { fd: tap.fd, ifname: tap.name, ifindex };
+    const mac = dumpLinks(nl).find((l) => l.index === ifindex)?.mac;
+    return {
+      fd: tap.fd,
+      ifname: tap.name,
+      ifindex,
+      mac: mac?.length === 6 ? mac.slice() : undefined,
+      linkLocal6: plan.ip6 === undefined ? undefined : linkLocalAddresses(nl, ifindex)[0]?.address,
+    };
   } finally {
     closeNetlink(nl);
   }
+}
+
+/** The IPv6 link-local addresses of interface `ifindex`. */
+function linkLocalAddresses(nl: NetlinkHandle, ifindex: number): AddressInfo[] {
+  return dumpAddresses(nl, AF.INET6).filter((a) =>
+    a.ifindex === ifindex && a.scope === RT_SCOPE.LINK && a.address.length === 16
+  );
 }
 
 function configureFamily(

@@ -60,6 +60,7 @@ import {
   IP6_DST,
   IP6_SRC,
   IPPROTO_TCP,
+  isLinkLocal6,
   writeIpv4Header,
   writeIpv6Header,
 } from "./ip.ts";
@@ -646,7 +647,7 @@ export class TcpTranslator implements TransportHandler {
       return this.#drop("table full");
     }
     const guestAddr = addrLen === 4 ? this.#dst4 : this.#dst6;
-    ctx.nat.guestDestination(addrLen, false, guestAddr);
+    ctx.nat.guestDestination(addrLen, addrLen === 16 && isLinkLocal6(this.#addrOut), guestAddr);
     ctx.flows.setKey(flow, guestAddr, 0, targetPort, this.#addrOut, 0, peerPort, addrLen);
     this.#initFlow(flow, fd);
     sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
