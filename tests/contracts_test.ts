@@ -31,7 +31,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NET, type Sandbox, withSandbox } from "./sandbox/sandbox.ts";
+import { NET, type Sandbox, sleep, withSandbox } from "./sandbox/sandbox.ts";
 import {
   cPastaDiffers,
   IS_C_PASTA,
@@ -441,6 +441,101 @@ Deno.test({
       assert.equal(await listening(sb, 8080), false, "the -t port is released");
       const still = await sb.run(["nsenter", `--net=${netns}`, "true"]);
       assert.equal(still.code, 0, "the namespace, podman's, is left alone");
+      await removeNetns(sb, netns);
+    }),
+});
+
+/**
+ * The argv Podman 5.4 runs for `-p 5927:5927 -p 5928:5928/udp` with the container's
+ * addresses named per IP version, --map-guest-addr for IPv4 only.
+ */
+function podman54Args(netns: string): string[] {
+  const args = ["--config-net"];
+  for (const host of [NET.host4, NET.host6]) {
+    args.push("-t", `${host}/5927-5927:5927-5927`, "-u", `${host}/5928-5928:5928-5928`);
+  }
+  args.push("--dns-forward", "169.254.1.1", "--no-map-gw", "--quiet", "--netns", netns);
+  if (!IS_C_PASTA) args.push("--map-guest-addr", "169.254.1.2");
+  return args;
+}
+
+Deno.test({
+  name: "contract: podman 5.4: IPv4 and IPv6 -t/-u from the host's address; only copied addresses",
+  ignore: pastaIgnored !== undefined,
+  fn: () =>
+    withSandbox(async (sb) => {
+      const netns = `${sb.dir}/netns-podman`;
+      await makeNetns(sb, netns);
+      assertReady(await asTool(sb, "host", [PASTA, ...podman54Args(netns)]), true);
+      const ns: Where = { enter: [`--net=${netns}`] };
+
+      // Published ports hit at once, from the host's own addresses (which the
+      // container has too): no gateway mapping, and a guest mapping for IPv4 only.
+      const t4 = await tcpTransfer(
+        sb,
+        "host",
+        ns,
+        "0.0.0.0",
+        5927,
+        NET.host4,
+        5927,
+        1 << 20,
+        `${sb.dir}/t4`,
+      );
+      if (!IS_C_PASTA) assert.equal(t4.peer, "169.254.1.2", "IPv4: the --map-guest-addr address");
+      const t6 = await tcpTransfer(
+        sb,
+        "host",
+        ns,
+        "::",
+        5927,
+        NET.host6,
+        5927,
+        1 << 20,
+        `${sb.dir}/t6`,
+      );
+      assert.match(t6.peer, /^fe80::/, "IPv6: from pasta's link-local address, as the C pasta");
+      const small = await tcpTransfer(
+        sb,
+        "host",
+        ns,
+        "::",
+        5927,
+        NET.host6,
+        5927,
+        10,
+        `${sb.dir}/s6`,
+      );
+      assert.match(small.peer, /^fe80::/);
+      for (const [bind, addr, tag] of [["0.0.0.0", NET.host4, "u4"], ["::", NET.host6, "u6"]]) {
+        const udp = await udpExchange(sb, "host", ns, bind!, 5928, addr!, 5928, `${sb.dir}/${tag}`);
+        assert.equal(udp.same, true, `UDP to ${addr}:5928: ${udp.text}`);
+        assert.equal(udp.from, addr, "the echo comes back from the address the client used");
+      }
+
+      // The namespace as Podman's users see it after a while: the copied global
+      // address only (no SLAAC address from router advertisements), one default
+      // route, and a link-local address that was never tentative.
+      await sleep(3000);
+      const links = await ipAddr(sb, ns);
+      assert.deepEqual(
+        addressesOf(links, NET.hostIfname, "inet6").filter((a) => !a.startsWith("fe80:")),
+        [`${NET.host6}/${NET.prefix6}`],
+        JSON.stringify(links),
+      );
+      const tap = links.find((l) => l.ifname === NET.hostIfname);
+      const linkLocal = (tap?.addr_info ?? []).filter((a: Json) => a.scope === "link");
+      assert.equal(linkLocal.length, 1, JSON.stringify(tap));
+      assert.equal(linkLocal[0].tentative, undefined, "the link-local address is usable at once");
+      assert.equal(linkLocal[0].dadfailed, undefined);
+      const routes6 = await ipRoutes(sb, ns, 6);
+      const defaults = routes6.filter((r) => r.dst === "default");
+      assert.deepEqual(
+        defaults.map((r) => r.gateway),
+        [NET.gateway6],
+        `one default route, the copied one: ${JSON.stringify(routes6)}`,
+      );
+      assert.equal(routes6.filter((r) => r.protocol === "ra").length, 0, JSON.stringify(routes6));
       await removeNetns(sb, netns);
     }),
 });

@@ -116,6 +116,45 @@ pastaTest(
   },
 );
 
+pastaTest(
+  "--config-net: no router advertisements, so no SLAAC address or second route; LL without DAD",
+  ["ip"],
+  async (sb) => {
+    // The link-local address as soon as the command runs, then everything once the
+    // kernel has solicited routers (at once, then every 4 s) and would have used an RA.
+    const script = [
+      // JSON leaves the nodad flag out: count it in the text form.
+      `echo "nodad: $(ip -6 -o addr show dev ${IF} scope link | grep -c ' nodad')"`,
+      `echo '--- early'; ip -j -6 addr show dev ${IF}`,
+      "sleep 3",
+      IP_STATE,
+    ].join("\n");
+    for (const args of [["--config-net"], ["--config-net", "-a", "2001:db8::1"]]) {
+      const r = await inPasta(sb, args, script, { timeoutMs: 30_000 });
+      assert.equal(r.code, 0, show(r));
+      const s = sections(r.stdout);
+      const early = s.early[0]?.addr_info ?? [];
+      const ll = early.filter((a: Json) => a.scope === "link");
+      assert.equal(ll.length, 1, `${args}: one link-local address: ${JSON.stringify(early)}`);
+      // No duplicate address detection for it (the C pasta's IFA_F_NODAD): usable
+      // as soon as the kernel gets to it, not after DAD's second.
+      assert.match(r.stdout, /^nodad: 1$/m, `${args}: ${show(r)}`);
+      const late = s.addr.find((l: Json) => l.ifname === IF)?.addr_info ?? [];
+      assert.ok(
+        late.every((a: Json) => a.tentative === undefined && a.dadfailed === undefined),
+        `${args}: ${JSON.stringify(late)}`,
+      );
+      const global = addrsOf(s.addr.find((l: Json) => l.ifname === IF))
+        .filter((a: string) => a.includes(":") && !a.startsWith("fe80:"));
+      const expected = args.includes("-a") ? "2001:db8::1/64" : `${NET.host6}/64`;
+      assert.deepEqual(global, [expected], `${args}: exactly the configured address`);
+      const defaults = s.route6.filter((rt: Json) => rt.dst === "default");
+      assert.deepEqual(defaults.map((rt: Json) => rt.gateway), [NET.gateway6], `${args}`);
+      assert.equal(s.route6.filter((rt: Json) => rt.protocol === "ra").length, 0, `${args}`);
+    }
+  },
+);
+
 pastaTest("--config-net -I names the interface", ["ip"], async (sb) => {
   const r = await inPasta(sb, ["--config-net", "-I", "tap7"], IP_STATE);
   assert.equal(r.code, 0, show(r));
