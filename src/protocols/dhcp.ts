@@ -15,7 +15,7 @@
  *
  * Replies carry message type (53), server identifier (54), lease time (51),
  * subnet mask (1), router (3), DNS servers (6), MTU (26, only if `mtu` != 0),
- * domain name (15, the first search domain), domain search (119, RFC 3397,
+ * domain search (119, RFC 3397,
  * compressed, split over several options past 255 bytes, RFC 3396) and the
  * client identifier echoed back (61, RFC 6842). All options are sent whether or
  * not the client listed them in its parameter request list. The reply respects
@@ -40,7 +40,7 @@
  * The reply must be built in a buffer distinct from the request's.
  */
 
-import { domainNameLength, encodeDomainList } from "./dns_name.ts";
+import { encodeDomainList } from "./dns_name.ts";
 import {
   ETH_ALEN,
   ETH_HLEN,
@@ -154,13 +154,16 @@ export interface DhcpParams {
   readonly router: Uint8Array;
   /** DNS servers (option 6), 4 bytes each; empty: option left out. At most 63 are sent. */
   readonly dns: readonly Uint8Array[];
-  /** Domain search list (options 119 and, first entry, 15); empty: left out. */
+  /** Domain search list (option 119; no option 15, as the C passt); empty: left out. */
   readonly search: readonly string[];
   /** Interface MTU in bytes (option 26), 68-65535; 0: option left out. */
   readonly mtu: number;
   /** Lease time (option 51), seconds; 0xffffffff means infinite. */
   readonly leaseTimeSeconds: number;
 }
+
+/** Lease time (option 51) meaning "infinite" (RFC 2131 3.3), seconds. */
+export const DHCP_LEASE_INFINITE = 0xffffffff;
 
 /** Reasons a DHCP frame gets no reply. */
 export type DhcpDrop =
@@ -433,7 +436,6 @@ function buildReply(
       } else stats.omitted++;
     }
     if (params.search.length > 0) {
-      o = putDomainName(out, o, room, params.search[0]!, stats);
       const n = writeLongOption(out, o, room, DhcpOpt.DOMAIN_SEARCH, params.search);
       if (n > 0) o += n;
       else stats.omitted++;
@@ -469,26 +471,6 @@ function buildReply(
   finishUdp4(out, ip, udp);
   if (out.overflow) return 0;
   return out.setLength(rb + bootpLen);
-}
-
-/** Writes option 15 with `name` (without trailing dot) if valid and it fits. */
-function putDomainName(
-  out: PacketView,
-  o: number,
-  room: number,
-  name: string,
-  stats: ServiceStats<DhcpDrop>,
-): number {
-  if (domainNameLength(name) < 0) return o;
-  const len = name.endsWith(".") ? name.length - 1 : name.length;
-  if (o + 2 + len > room) {
-    stats.omitted++;
-    return o;
-  }
-  out.put8(o, DhcpOpt.DOMAIN_NAME);
-  out.put8(o + 1, len);
-  for (let i = 0; i < len; i++) out.put8(o + 2 + i, name.charCodeAt(i));
-  return o + 2 + len;
 }
 
 /**

@@ -16,7 +16,7 @@ import type { NetworkPlan } from "../config/network.ts";
 import type { FrameOutput, TransportHandler } from "../flow/context.ts";
 import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
-import { type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
+import { DHCP_LEASE_INFINITE, type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
 import { type Dhcpv6Params, dhcpv6Reply, isDhcpv6Frame } from "../protocols/dhcpv6.ts";
 import {
   ETH_HLEN,
@@ -118,7 +118,8 @@ export class Ingress {
           dns: ip4.dns,
           search: plan.search,
           mtu: plan.mtu,
-          leaseTimeSeconds: 3600,
+          // Infinite (RFC 2131 3.3), as the C passt: the address never changes.
+          leaseTimeSeconds: DHCP_LEASE_INFINITE,
         };
       }
     }

@@ -206,6 +206,7 @@ pastaTest("dhclient -4: address, router, MTU; no DNS or search list by default",
   assert.equal(env.new_subnet_mask, "255.255.255.0");
   assert.equal(env.new_routers, NET.gateway4);
   assert.equal(env.new_interface_mtu, "65520");
+  assert.equal(env.new_dhcp_lease_time, "4294967295", "an infinite lease, as the C pasta");
   assert.equal(env.new_domain_name_servers, undefined, "DNS sent without --dhcp-dns");
   assert.equal(env.new_domain_search, undefined, "search list sent without --dhcp-search");
 });
@@ -218,6 +219,7 @@ pastaTest("dhclient -4 with --dhcp-dns --dhcp-search: DNS and search list", [
   assert.equal(env.new_routers, NET.gateway4);
   assert.equal(env.new_domain_name_servers, NET.nameservers[0]);
   assert.equal(env.new_domain_search, "example.test.");
+  assert.equal(env.new_domain_name, undefined, "no domain name (option 15), as the C pasta");
 });
 
 /** Runs busybox udhcpc in pasta's namespace; returns the environment of its "bound" call. */

@@ -145,7 +145,6 @@ Deno.test({
         "Option: (3) Router",
         "Option: (6) Domain Name Server",
         "Option: (26) Interface MTU",
-        "Option: (15) Domain Name",
         "Option: (119) Domain Search",
         "FQDN: lab.example.org",
         "FQDN: sub19.zone19.example19.net19",
