@@ -52,7 +52,7 @@ import {
   X32_SYSCALL_BIT,
 } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
-import { ThreadProgram } from "./ffi/thread_stub.ts";
+import { THREAD_SIGNAL, ThreadProgram } from "./ffi/thread_stub.ts";
 import { log } from "./log.ts";
 import { openPidFileAhead, prepareAnnounceReady } from "./process.ts";
 import { enterEmptyRoot, hasPrivateMounts } from "./sandbox.ts";
@@ -67,8 +67,6 @@ export interface Identity {
 const DEFAULT_USER = "nobody";
 const NOBODY_ID = 65534;
 
-/** The real-time signal the per-thread capability calls travel on. */
-const THREAD_SIGNAL = 63;
 /** How long every thread has to show the new capability sets (ms). */
 const THREAD_SYNC_MS = 2000;
 /** A thread signalled this long ago without effect is signalled again (ms). */
@@ -363,11 +361,17 @@ function switchUser(to: Identity): void {
   sys.setgroups([]);
   sys.setresgid(to.gid, to.gid, to.gid);
   sys.setresuid(to.uid, to.uid, to.uid);
-  for (const t of threadCredentials()) {
-    if (t.uids.some((id) => id !== to.uid) || t.gids.some((id) => id !== to.gid)) {
-      throw new Error(`changing user: thread ${t.tid} still runs as UID ${t.uids.join("/")}`);
-    }
-  }
+  // glibc switches the threads it knows; a raw thread (pasta's namespace thread,
+  // ffi/ns_stub.ts) makes the same calls through the per-thread signal.
+  const program = new SyscallProgram();
+  program.step({ call: "setgroups" }, SYS.setgroups, [0, 0]);
+  program.step({ call: "setresgid" }, SYS.setresgid, [to.gid, to.gid, to.gid]);
+  program.step({ call: "setresuid" }, SYS.setresuid, [to.uid, to.uid, to.uid]);
+  onEveryThread(
+    program,
+    (t) => t.uids.every((id) => id === to.uid) && t.gids.every((id) => id === to.gid),
+    "changing user",
+  );
 }
 
 // --- seccomp -----------------------------------------------------------------------------

@@ -477,6 +477,12 @@ export const SYS = IS_X86_64
     unshare: 272,
     pivot_root: 155,
     pidfd_open: 434,
+    socket: 41,
+    openat: 257,
+    futex: 202,
+    setresuid: 117,
+    setresgid: 119,
+    setgroups: 116,
   } as const
   : {
     read: 63,
@@ -500,6 +506,12 @@ export const SYS = IS_X86_64
     unshare: 97,
     pivot_root: 41,
     pidfd_open: 434,
+    socket: 198,
+    openat: 56,
+    futex: 98,
+    setresuid: 147,
+    setresgid: 149,
+    setgroups: 159,
   } as const;
 
 // --- signal handlers, seccomp ------------------------------------------------------

@@ -1,8 +1,8 @@
 /**
  * The libc symbol table: every C function the program calls, declared once.
  *
- * Theory of operation: `Deno.dlopen` binds glibc's shared object a single time at
- * start. Each entry carries the C prototype beside it. Type choices:
+ * Theory of operation: `Deno.dlopen` binds glibc's shared object, one symbol at a
+ * time on first use (see `lazyLibc`). Each entry carries the C prototype beside it. Type choices:
  * - Input byte ranges and out-parameters are `"buffer"` (a caller-owned Uint8Array,
  *   preallocated by the caller; nothing here allocates per call).
  * - `ssize_t` results are declared `"i32"`: the low 32 bits of the return register
@@ -216,6 +216,12 @@ const symbols = {
   syscall_pivot_root: { name: "syscall", parameters: ["i64", "buffer", "buffer"], result: "i64" },
   /* long syscall(SYS_pidfd_open, pid_t pid, unsigned int flags) */
   syscall_pidfd_open: { name: "syscall", parameters: ["i64", "i64", "i64"], result: "i64" },
+  /* long syscall(SYS_futex, uint32_t *uaddr, int op, uint32_t val, const struct timespec *t) */
+  syscall_futex: {
+    name: "syscall",
+    parameters: ["i64", "buffer", "i64", "i64", "buffer"],
+    result: "i32",
+  },
   /* long syscall(SYS_seccomp, unsigned int op, unsigned int flags, void *args) */
   syscall_seccomp: { name: "syscall", parameters: ["i64", "i64", "i64", "buffer"], result: "i64" },
   /* void _exit(int status) */
@@ -240,11 +246,17 @@ const symbols = {
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
 } as const;
 
-function openLibc() {
+type Symbols = typeof symbols;
+/** The bound functions, as `Deno.dlopen(…, symbols).symbols` would give them. */
+type Bound = Deno.DynamicLibrary<Symbols>["symbols"];
+
+/** The first name of the C library that loads. */
+function libcName(): string {
   let lastError: unknown;
   for (const name of LIBC_NAMES) {
     try {
-      return Deno.dlopen(name, symbols);
+      Deno.dlopen(name, {});
+      return name;
     } catch (e) {
       lastError = e;
     }
@@ -252,8 +264,28 @@ function openLibc() {
   throw new Error(`cannot load the C library: ${lastError}`);
 }
 
-/** The bound C library. Only `src/ffi/` uses it; everything else calls `sys.ts`. */
-export const libc = openLibc();
+/**
+ * The table, bound lazily: each symbol is bound (its own `Deno.dlopen`, which
+ * builds its call trampoline) the first time it is read, and the getter then
+ * replaces itself with the bound function, a plain property from there on.
+ * Binding all ~100 at load cost ~15 ms per process, and a run uses about half.
+ */
+function lazyLibc(): Bound {
+  const name = libcName();
+  const table = {} as Record<string, unknown>;
+  for (const key of Object.keys(symbols) as (keyof Symbols)[]) {
+    Object.defineProperty(table, key, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const fn = Deno.dlopen(name, { [key]: symbols[key] }).symbols[key];
+        Object.defineProperty(table, key, { value: fn, enumerable: true });
+        return fn;
+      },
+    });
+  }
+  return table as Bound;
+}
 
 /**
  * A byte count for a `size_t` ("usize") parameter. Deno's FFI takes a JS number for
@@ -264,5 +296,5 @@ export function sizeT(n: number): bigint {
   return n as unknown as bigint;
 }
 
-/** Shorthand for the bound symbols. */
-export const c = libc.symbols;
+/** The bound C library. Only `src/ffi/` uses it; everything else calls `sys.ts`. */
+export const c: Bound = lazyLibc();

@@ -55,6 +55,12 @@ const CODE_AARCH64 = new Uint8Array([
 
 const CODE: Uint8Array = ARCH === "x86_64" ? CODE_X86_64 : CODE_AARCH64;
 
+/**
+ * The real-time signal per-thread programs travel on (isolation.ts). Raw threads
+ * (ns_stub.ts) leave only this one unblocked.
+ */
+export const THREAD_SIGNAL = 63;
+
 /** The last 8 bytes of the code: where the handler finds its records. */
 const BLOCK_SLOT_SIZE = 8;
 

@@ -7,33 +7,31 @@
  * that creates it, and stays with the descriptor. setns(CLONE_NEWNET) switches
  * only the calling thread, and switching back to the initial namespace needs
  * privileges an unprivileged pasta does not have there. So pasta keeps its main
- * thread in its own namespace for good and starts one Deno Worker (an OS thread)
- * that joins the target namespace for good. The main thread asks it, through a
- * SharedArrayBuffer and Atomics.wait/notify, to create descriptors, and waits for
- * the answer: a synchronous round trip of some tens of microseconds, used at
- * start and for per-connection sockets of the local fast path.
+ * thread in its own namespace for good and starts one raw thread (ffi/ns_stub.ts:
+ * machine code, no second JavaScript runtime) that joins the target namespace
+ * for good and makes the system calls that create descriptors there: socket(),
+ * openat(). The main thread waits for each answer: a synchronous round trip of a
+ * few microseconds, used at start and for per-connection sockets of the local
+ * fast path. A tap device belongs to the namespace /dev/net/tun was opened in,
+ * so only that open needs the thread; TUNSETIFF runs here.
  */
 import { SysError } from "../ffi/errno.ts";
-import {
-  NS_BLOCK_SIZE,
-  NS_TEXT_OFFSET,
-  NS_TEXT_SIZE,
-  NsOp,
-  NsSlot,
-  NsState,
-} from "./ns_protocol.ts";
+import { CLONE, IFF, IOCTL, O, SYS } from "../ffi/layout.ts";
+import { NS_STUB_DATA_SIZE, SyscallThread } from "../ffi/ns_stub.ts";
+import { THREAD_SIGNAL } from "../ffi/thread_stub.ts";
+import * as sys from "../ffi/sys.ts";
 
 /** How long to wait for the namespace thread before declaring it stuck (ms). */
 const REPLY_TIMEOUT_MS = 10_000;
+/** openat(2)'s "relative to the working directory". */
+const AT_FDCWD = -100;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** The main thread's handle on the namespace thread. */
 export class NsThread {
-  readonly #worker: Worker;
-  readonly #ctl: Int32Array;
-  readonly #bytes: Uint8Array;
+  readonly #thread: SyscallThread;
   #closed = false;
 
   /**
@@ -41,49 +39,18 @@ export class NsThread {
    * Throws a SysError if it can't (e.g. EPERM without the needed privileges).
    */
   constructor(netnsFd: number) {
-    const buffer = new SharedArrayBuffer(NS_BLOCK_SIZE);
-    this.#ctl = new Int32Array(buffer, 0, NsSlot.COUNT);
-    this.#bytes = new Uint8Array(buffer);
-    this.#worker = new Worker(new URL("./ns_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
-    this.#worker.postMessage({ buffer, netnsFd });
-    if (Atomics.wait(this.#ctl, NsSlot.STATE, NsState.IDLE, REPLY_TIMEOUT_MS) === "timed-out") {
-      this.#worker.terminate();
-      throw new Error("the namespace thread did not start");
-    }
-    const joined = this.#ctl[NsSlot.RESULT]!;
+    this.#thread = new SyscallThread(THREAD_SIGNAL, REPLY_TIMEOUT_MS);
+    const joined = this.#thread.call(SYS.setns, netnsFd, CLONE.NEWNET);
     if (joined < 0) {
-      this.#worker.terminate();
+      this.close();
       throw new SysError("setns", -joined, "target network namespace");
     }
   }
 
-  #request(op: number, a0: number, a1: number, a2: number): number {
-    if (this.#closed) throw new Error("namespace thread closed");
-    const ctl = this.#ctl;
-    ctl[NsSlot.OP] = op;
-    ctl[NsSlot.A0] = a0;
-    ctl[NsSlot.A1] = a1;
-    ctl[NsSlot.A2] = a2;
-    Atomics.store(ctl, NsSlot.STATE, NsState.REQUEST);
-    Atomics.notify(ctl, NsSlot.STATE);
-    if (Atomics.wait(ctl, NsSlot.STATE, NsState.REQUEST, REPLY_TIMEOUT_MS) === "timed-out") {
-      throw new Error("the namespace thread did not answer");
-    }
-    return ctl[NsSlot.RESULT]!;
-  }
-
-  #putText(text: string): number {
-    const bytes = encoder.encode(text);
-    if (bytes.length >= NS_TEXT_SIZE) throw new Error(`name too long: ${text}`);
-    this.#bytes.set(bytes, NS_TEXT_OFFSET);
-    return bytes.length;
-  }
-
   /** socket(2) in the target namespace: the fd, or -errno. */
   socket(domain: number, type: number, protocol: number): number {
-    return this.#request(NsOp.SOCKET, domain, type, protocol);
+    if (this.#closed) throw new Error("namespace thread closed");
+    return this.#thread.call(SYS.socket, domain, type, protocol);
   }
 
   /**
@@ -92,7 +59,14 @@ export class NsThread {
    * process (its main thread), not the calling thread.
    */
   open(path: string, flags: number): number {
-    return this.#request(NsOp.OPEN, flags, this.#putText(path), 0);
+    if (this.#closed) throw new Error("namespace thread closed");
+    const data = this.#thread.data;
+    const { written } = encoder.encodeInto(path, data);
+    if (written === undefined || written >= NS_STUB_DATA_SIZE - 1) {
+      throw new Error(`name too long: ${path}`);
+    }
+    data[written] = 0;
+    return this.#thread.call(SYS.openat, AT_FDCWD, this.#thread.dataAddress, flags, 0o644);
   }
 
   /**
@@ -100,19 +74,24 @@ export class NsThread {
    * target namespace: its fd (nonblocking) and final name. Throws on failure.
    */
   openTap(name: string, extraFlags = 0): { fd: number; name: string } {
-    const fd = this.#request(NsOp.TAP, extraFlags, this.#putText(name), 0);
-    if (fd < 0) throw new SysError("TUNSETIFF", -fd, `tap device ${name}`);
-    const length = this.#ctl[NsSlot.A1]!;
-    const final = decoder.decode(this.#bytes.slice(NS_TEXT_OFFSET, NS_TEXT_OFFSET + length));
-    return { fd, name: final };
+    const fd = this.open("/dev/net/tun", O.RDWR | O.NONBLOCK | O.CLOEXEC);
+    if (fd < 0) throw new SysError("open", -fd, "/dev/net/tun");
+    const req = sys.ifreq(name);
+    new DataView(req.buffer).setUint16(16, IFF.TAP | IFF.NO_PI | extraFlags, true);
+    const r = sys.tryIoctl(fd, BigInt(IOCTL.TUNSETIFF), req);
+    if (r < 0) {
+      sys.close(fd);
+      throw new SysError("TUNSETIFF", -r, `tap device ${name}`);
+    }
+    // The kernel may have completed a name pattern: the final name.
+    const end = req.indexOf(0);
+    return { fd, name: decoder.decode(req.subarray(0, end < 0 ? 16 : end)) };
   }
 
   /** Stop the thread. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    Atomics.store(this.#ctl, NsSlot.STATE, NsState.EXIT);
-    Atomics.notify(this.#ctl, NsSlot.STATE);
-    this.#worker.terminate();
+    this.#thread.exit();
   }
 }

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Build tests/stub/harness.c against the assembled clone() stub and run it:
+# Build tests/stub/harness.c against the assembled clone() stub, and
+# tests/stub/ns_harness.c against the namespace thread stub, and run them:
 # natively for x86_64, and for aarch64 under qemu-aarch64-static.
 #
 #   tests/stub/harness.sh [x86_64|aarch64]...   (default: both)
@@ -35,30 +36,34 @@ header() { # bin out
 
 status=0
 for arch in ${*:-x86_64 aarch64}; do
-	mkdir -p "$tmp/$arch"
-	case $arch in
-	x86_64)
-		need as objcopy gcc
-		as "$root/src/ffi/clone_stub_x86_64.s" -o "$tmp/$arch/stub.o"
-		objcopy -O binary -j .text "$tmp/$arch/stub.o" "$tmp/$arch/stub.bin"
-		cc=gcc
-		run=""
-		;;
-	aarch64)
-		need aarch64-linux-gnu-as aarch64-linux-gnu-objcopy aarch64-linux-gnu-gcc qemu-aarch64-static
-		aarch64-linux-gnu-as "$root/src/ffi/clone_stub_aarch64.s" -o "$tmp/$arch/stub.o"
-		aarch64-linux-gnu-objcopy -O binary -j .text "$tmp/$arch/stub.o" "$tmp/$arch/stub.bin"
-		cc=aarch64-linux-gnu-gcc
-		run=qemu-aarch64-static
-		;;
-	*)
-		echo "harness.sh: unknown architecture $arch" >&2
-		exit 2
-		;;
-	esac
-	header "$tmp/$arch/stub.bin" "$tmp/$arch/stub.h"
-	$cc -static -O1 -Wall -I"$tmp/$arch" "$here/harness.c" -o "$tmp/$arch/harness"
-	echo "== $arch"
-	$run "$tmp/$arch/harness" || status=1
+	for pair in clone_stub:harness ns_stub:ns_harness; do
+		stub=${pair%%:*}
+		prog=${pair#*:}
+		mkdir -p "$tmp/$arch/$stub"
+		case $arch in
+		x86_64)
+			need as objcopy gcc
+			as "$root/src/ffi/${stub}_x86_64.s" -o "$tmp/$arch/$stub/stub.o"
+			objcopy -O binary -j .text "$tmp/$arch/$stub/stub.o" "$tmp/$arch/$stub/stub.bin"
+			cc=gcc
+			run=""
+			;;
+		aarch64)
+			need aarch64-linux-gnu-as aarch64-linux-gnu-objcopy aarch64-linux-gnu-gcc qemu-aarch64-static
+			aarch64-linux-gnu-as "$root/src/ffi/${stub}_aarch64.s" -o "$tmp/$arch/$stub/stub.o"
+			aarch64-linux-gnu-objcopy -O binary -j .text "$tmp/$arch/$stub/stub.o" "$tmp/$arch/$stub/stub.bin"
+			cc=aarch64-linux-gnu-gcc
+			run=qemu-aarch64-static
+			;;
+		*)
+			echo "harness.sh: unknown architecture $arch" >&2
+			exit 2
+			;;
+		esac
+		header "$tmp/$arch/$stub/stub.bin" "$tmp/$arch/$stub/stub.h"
+		$cc -static -O1 -Wall -I"$tmp/$arch/$stub" "$here/$prog.c" -o "$tmp/$arch/$stub/$prog"
+		echo "== $arch $stub"
+		$run "$tmp/$arch/$stub/$prog" || status=1
+	done
 done
 exit $status

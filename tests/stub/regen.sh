@@ -36,7 +36,7 @@ embedded() {
 }
 
 status=0
-for stub in clone_stub thread_stub; do
+for stub in clone_stub thread_stub ns_stub; do
 	ts="$root/src/ffi/$stub.ts"
 	as "$root/src/ffi/${stub}_x86_64.s" -o "$tmp/x86_64.o"
 	objcopy -O binary -j .text "$tmp/x86_64.o" "$tmp/x86_64.bin"
