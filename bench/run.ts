@@ -27,7 +27,12 @@
  *     namespace 127.0.0.1 → host 127.0.0.1 through -T);
  *   - CPU time (utime + stime of the implementation's processes) per GB moved, namespace →
  *     host, and the peak RSS (VmHWM, summed over its processes, highest instance);
- *   - start-up: from the command line until `ip addr` in the namespace shows the address.
+ *   - start-up: from the command line until `ip addr` in the namespace shows the address;
+ *     and joining a namespace as Podman does (--netns PATH from the user namespace that owns
+ *     it, going to the background): until the process started exits, configured;
+ *   - memory while serving one namespace (`sleep` in it): PSS and RSS summed over the
+ *     implementation's processes (smaps_rollup), and the marginal PSS per instance with
+ *     MEM_INSTANCES instances serving as many namespaces at once.
  * Then, as root and when BENCH_RAISED is not 0, the TCP tap figures again (not the spliced
  * ones) with the global net.core.wmem_max and rmem_max raised to 64 MiB (restored
  * afterwards, also on SIGINT). A full run takes about 10 minutes (BUDGET_MS stops it
@@ -36,8 +41,9 @@
  * The table goes to stdout and to build/bench.md. Environment: BENCH_RUNS (default 3),
  * BENCH_PIN=0 to run unpinned (default: the implementation on CPU 0, clients and servers
  * on CPU 1), BENCH_RAISED=0 to skip the raised-buffer pass, and for quicker partial runs
- * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,tcp6,remote,splice,udp,rr,startup,
- * BENCH_UDP_RATE and BENCH_UDP64_RATE (iperf3 -b).
+ * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,tcp6,remote,splice,udp,rr,startup,mem,
+ * BENCH_UDP_RATE and BENCH_UDP64_RATE (iperf3 -b); BENCH_C_PASTA names the C pasta binary
+ * (default Debian's /usr/bin/pasta; `sh ../shared/ref/build.sh` prints newer builds).
  */
 
 import { type Sandbox, type SandboxProcess, sleep, withSandbox } from "../tests/sandbox/sandbox.ts";
@@ -53,7 +59,9 @@ const PIN = Deno.env.get("BENCH_PIN") !== "0";
 const RAISED = Deno.env.get("BENCH_RAISED") !== "0";
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
 const GROUPS = Deno.env.get("BENCH_FIGS")?.split(",") ??
-  ["tcp", "tcp6", "remote", "splice", "udp", "rr", "startup"];
+  ["tcp", "tcp6", "remote", "splice", "udp", "rr", "startup", "mem"];
+/** Instances started at once for the marginal memory figure. */
+const MEM_INSTANCES = 10;
 const SECONDS = 3;
 /** iperf3 time of the figures added later (IPv6, remote → ns, spliced, UDP 65000 B). */
 const SHORT_SECONDS = 2;
@@ -116,7 +124,8 @@ const IMPLS: readonly Impl[] = ([
 ] as const).filter((i) => !ONLY || ONLY.includes(i.key));
 
 const OUR_PASTA = `${ROOT}pasta`;
-const C_PASTA = "/usr/bin/pasta";
+/** The C pasta to compare with: Debian's, or BENCH_C_PASTA (a build of sh ../shared/ref/build.sh). */
+const C_PASTA = Deno.env.get("BENCH_C_PASTA") ?? "/usr/bin/pasta";
 
 type FigureId =
   | "tcpOut"
@@ -133,7 +142,11 @@ type FigureId =
   | "crr"
   | "cpu"
   | "rss"
-  | "startup";
+  | "startup"
+  | "startJoin"
+  | "pss1"
+  | "rss1"
+  | "pss10";
 
 interface Figure {
   readonly id: FigureId;
@@ -190,6 +203,20 @@ const FIGURES: readonly Figure[] = [
   { id: "cpu", label: "CPU time, TCP ns → host", unit: "s/GB", digits: 2 },
   { id: "rss", label: "peak RSS (VmHWM, all its processes)", unit: "MiB", digits: 1 },
   { id: "startup", label: "start until the address is configured", unit: "ms", digits: 0 },
+  {
+    id: "startJoin",
+    label: "start until configured, joining (--netns PATH, background)",
+    unit: "ms",
+    digits: 0,
+  },
+  { id: "pss1", label: "PSS serving one namespace (all its processes)", unit: "MiB", digits: 1 },
+  { id: "rss1", label: "RSS serving one namespace (all its processes)", unit: "MiB", digits: 1 },
+  {
+    id: "pss10",
+    label: `marginal PSS per instance, ${MEM_INSTANCES} instances at once`,
+    unit: "MiB",
+    digits: 1,
+  },
 ];
 
 const RAISED_FIGURES: readonly FigureId[] = [
@@ -505,6 +532,99 @@ async function startupOnce(sb: Sandbox, impl: Impl): Promise<number> {
   return (e - s) / 1e6;
 }
 
+/**
+ * Start-up joining an existing namespace as Podman does: pasta runs in the user namespace
+ * that owns the network namespace (unshare -r), with --netns PATH, and goes to the
+ * background once the namespace is configured: the time until the process started exits
+ * 0. The address is checked afterwards; the worker is then ended through its PID file.
+ */
+async function startJoinOnce(sb: Sandbox, impl: Impl): Promise<number> {
+  const bin = impl.key === "ours" ? OUR_PASTA : C_PASTA;
+  const pin = pinImpl.join(" ");
+  const script = `unshare --net sleep 30 & h=$!
+    i=0; while [ "$(readlink /proc/$h/ns/net)" = "$(readlink /proc/self/ns/net)" ] && \
+      [ $i -lt 500 ]; do i=$((i+1)); done
+    s=$(date +%s%N); ${pin} ${bin} --config-net -q -P "$0.pid" --netns /proc/$h/ns/net || exit 9
+    e=$(date +%s%N)
+    nsenter --net=/proc/$h/ns/net ip -4 -o addr | grep -q 'inet ${impl.addr}/' || echo unconfigured
+    kill $(cat "$0.pid") $h; echo $s; echo $e`;
+  const r = await sb.run([
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "sh",
+    "-c",
+    script,
+    sb.dir + "/join",
+  ], {
+    user: true,
+    timeoutMs: 30_000,
+  });
+  if (r.stdout.includes("unconfigured")) throw new Error("joined namespace not configured");
+  const [s, e] = r.stdout.trim().split("\n").map(Number);
+  if (r.timedOut || r.code !== 0 || !s || !e) {
+    throw new Error(`joining start-up run failed (${r.code}): ${r.stderr.trim()}`);
+  }
+  return (e - s) / 1e6;
+}
+
+/** Sums of Pss, Rss and private (clean + dirty) memory of `pids`, in MiB. */
+async function memoryOf(
+  sb: Sandbox,
+  pids: number[],
+): Promise<{ pss: number; rss: number; priv: number }> {
+  const files = pids.map((p) => `/proc/${p}/smaps_rollup`).join(" ");
+  const r = await sb.run(["sh", "-c", `cat ${files} 2>/dev/null`], { timeoutMs: 5000 });
+  const sum = (re: RegExp) => [...r.stdout.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  return {
+    pss: sum(/^Pss:\s+(\d+) kB/gm) / 1024,
+    rss: sum(/^Rss:\s+(\d+) kB/gm) / 1024,
+    priv: (sum(/^Private_Clean:\s+(\d+) kB/gm) + sum(/^Private_Dirty:\s+(\d+) kB/gm)) / 1024,
+  };
+}
+
+/**
+ * Memory while serving: one instance (PSS and RSS summed over its processes, the held
+ * command excluded), then MEM_INSTANCES at once: (PSS of all − PSS of one) / (N − 1).
+ */
+async function memoryFigures(sb: Sandbox, table: Table, impl: Impl): Promise<void> {
+  if (!impl.pasta) {
+    for (const fig of ["pss1", "rss1", "pss10"] as const) na(table, fig, impl, "pasta only");
+    return;
+  }
+  const insts: Instance[] = [];
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      const one = await start(sb, impl);
+      insts.push(one);
+      await sleep(1000);
+      const m = await memoryOf(sb, one.pids);
+      push(table, "pss1", impl, m.pss);
+      push(table, "rss1", impl, m.rss);
+      console.error(
+        `  ${impl.name} one instance: PSS ${m.pss.toFixed(1)} MiB, RSS ${m.rss.toFixed(1)} MiB, ` +
+          `private ${m.priv.toFixed(1)} MiB`,
+      );
+      if (run < RUNS - 1) await insts.pop()!.stop();
+    }
+    for (let i = 1; i < MEM_INSTANCES; i++) insts.push(await start(sb, impl));
+    await sleep(1000);
+    const single = await memoryOf(sb, insts[0]!.pids);
+    const all = await memoryOf(sb, insts.flatMap((i) => i.pids));
+    const marginal = (all.pss - single.pss) / (MEM_INSTANCES - 1);
+    push(table, "pss10", impl, marginal);
+    console.error(
+      `  ${impl.name} ${MEM_INSTANCES} instances: PSS ${all.pss.toFixed(1)} MiB in all, ` +
+        `marginal ${marginal.toFixed(1)} MiB, private ${(all.priv / MEM_INSTANCES).toFixed(1)} ` +
+        "MiB each",
+    );
+  } catch (e) {
+    na(table, "pss10", impl, (e as Error).message);
+  } finally {
+    for (const inst of insts) await inst.stop();
+  }
+}
+
 // --- running ----------------------------------------------------------------------------------
 
 function set(table: Table, fig: FigureId, impl: Impl, cell: Cell): void {
@@ -812,6 +932,20 @@ async function startupFigure(sb: Sandbox, table: Table, impl: Impl): Promise<voi
       break;
     }
   }
+  if (!impl.pasta) {
+    na(table, "startJoin", impl, "pasta only");
+    return;
+  }
+  for (let i = 0; i < RUNS; i++) {
+    try {
+      const ms = await startJoinOnce(sb, impl);
+      push(table, "startJoin", impl, ms);
+      console.error(`  ${impl.name} startup joining: ${ms.toFixed(0)} ms`);
+    } catch (e) {
+      na(table, "startJoin", impl, (e as Error).message);
+      break;
+    }
+  }
 }
 
 async function runPass(sb: Sandbox, raised: boolean): Promise<Table> {
@@ -831,11 +965,12 @@ async function runPass(sb: Sandbox, raised: boolean): Promise<Table> {
     if (raised) continue;
     if (GROUPS.includes("udp")) await udpFigure(sb, table, impl);
     if (GROUPS.includes("rr")) await rrFigures(sb, table, impl);
+    if (GROUPS.includes("mem")) await memoryFigures(sb, table, impl);
     if (!GROUPS.includes("startup")) continue;
     if (!overBudget()) await startupFigure(sb, table, impl);
     else na(table, "startup", impl, "time budget of the benchmark exhausted");
   }
-  if (raised) table.delete("rss");
+  if (raised) { for (const fig of ["rss", "pss1", "rss1", "pss10"] as const) table.delete(fig); }
   return table;
 }
 
