@@ -243,7 +243,13 @@ export class IcmpEcho {
   readonly #tapSend: (frame: PacketView) => void;
   readonly #kind: number;
 
+  /**
+   * The slots used so far: slot objects are made on first use, and the free list
+   * hands out the lowest slots first, so the used ones are always a prefix. A
+   * slot, once made, is reused for good: no allocation per request.
+   */
   readonly #flows: EchoFlow[];
+  readonly #capacity: number;
   readonly #free: Int32Array;
   #freeCount: number;
   readonly #buckets: Int32Array;
@@ -278,11 +284,9 @@ export class IcmpEcho {
     const capacity = params.capacity ?? ICMP_FLOWS_MAX;
     if (!(capacity >= 1 && capacity <= 1 << 20)) throw new RangeError(`ICMP flows: ${capacity}`);
     this.#flows = [];
+    this.#capacity = capacity;
     this.#free = new Int32Array(capacity);
-    for (let i = 0; i < capacity; i++) {
-      this.#flows.push(new EchoFlow());
-      this.#free[i] = capacity - 1 - i; // pop order: slot 0 first
-    }
+    for (let i = 0; i < capacity; i++) this.#free[i] = capacity - 1 - i; // pop order: slot 0 first
     this.#freeCount = capacity;
     let buckets = 1;
     while (buckets < capacity * 2) buckets <<= 1;
@@ -298,7 +302,7 @@ export class IcmpEcho {
 
   /** Number of open flows. */
   get flowCount(): number {
-    return this.#flows.length - this.#freeCount;
+    return this.#capacity - this.#freeCount;
   }
 
   /**
@@ -470,12 +474,13 @@ export class IcmpEcho {
   ): number {
     if (this.#freeCount === 0) {
       if (log.debugging) {
-        log.debug(`ICMP: flow table full (${this.#flows.length} flows): echo request dropped`);
+        log.debug(`ICMP: flow table full (${this.#capacity} flows): echo request dropped`);
       }
       this.#drop("full");
       return -1;
     }
     const slot = this.#free[this.#freeCount - 1]!;
+    if (slot === this.#flows.length) this.#flows.push(new EchoFlow());
     const flow = this.#flows[slot]!;
     flow.v6 = v6;
     flow.guestId = id;
