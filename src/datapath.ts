@@ -136,12 +136,14 @@ export function startDataPath(
   const udp = config.noUdp ? undefined : new UdpTranslator(ctx);
   ingress.setUdp(udp);
 
+  // -t/-u from the host's loopback: to the namespace's address, or its loopback.
+  const hostLoToNsLo = config.mode === "pasta" && config.hostLoToNsLo;
   const tcpSplice = tcp === undefined || nsSocket === undefined
     ? undefined
-    : new TcpSplicer(loop, { nsSocket });
+    : new TcpSplicer(loop, { nsSocket, ...(hostLoToNsLo ? {} : { guest }) });
   const udpSplice = udp === undefined || nsSocket === undefined
     ? undefined
-    : new UdpSplicer(loop, { nsSocket });
+    : new UdpSplicer(loop, { nsSocket, ...(hostLoToNsLo ? {} : { guest }) });
   if (udpSplice !== undefined) udp?.setLocalPath(udpSplice);
   const inbound = new PortForwarder(loop, {
     tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,

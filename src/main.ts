@@ -102,6 +102,7 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "netns",
     "netns-only",
     "no-netns-quit",
+    "host-lo-to-ns-lo",
     "config-net",
     "no-copy-routes",
     "no-copy-addrs",

@@ -180,6 +180,11 @@ export interface PastaConfig extends CommonConfig {
   readonly netnsOnly: boolean;
   /** --no-netns-quit. */
   readonly noNetnsQuit: boolean;
+  /**
+   * --host-lo-to-ns-lo: connections to the host's loopback forwarded with -t/-u
+   * reach the namespace's loopback; otherwise its own (external) address.
+   */
+  readonly hostLoToNsLo: boolean;
   /** --config-net. */
   readonly configNet: boolean;
   /** --no-copy-routes for IPv4, or implied by an IPv4 -g. */

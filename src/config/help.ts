@@ -207,6 +207,7 @@ const ENTRIES: readonly HelpEntry[] = [
   ),
   entry(PASTA, "--netns-only", "Join only the network namespace, no user namespace"),
   entry(PASTA, "--no-netns-quit", "Keep running when the namespace goes away"),
+  entry(PASTA, "--host-lo-to-ns-lo", "-t/-u from host loopback to namespace loopback"),
   entry(PASTA, "--config-net", "Set up addresses, routes and link in the namespace"),
   entry(PASTA, "--no-copy-routes", "With --config-net, only add the default route"),
   entry(PASTA, "--no-copy-addrs", "With --config-net, only add one address"),

@@ -15,9 +15,9 @@
  * - Inbound (a connection or datagram arriving at a host socket, towards the
  *   guest), on the source: a loopback source becomes the host-loopback mapping
  *   address; the host's own address (which is also the guest's) becomes the
- *   --map-guest-addr address if there is one, else the host-loopback mapping;
- *   with neither, our own address on the tap stands for both (the gateway for
- *   IPv4, our link-local address for IPv6); anything else stays.
+ *   --map-guest-addr address; without the mapping, our own address on the tap
+ *   stands for either (the gateway for IPv4, our link-local address for IPv6);
+ *   anything else stays.
  *   The destination is the guest's address as last seen (its link-local one
  *   for IPv6 when the source is link-local), else the assigned one.
  * Replies within a flow need none of this: a flow remembers the addresses the
@@ -111,11 +111,12 @@ export class AddressMap {
    * `off` of `src`) into the source the guest should see; written to `out`.
    * Returns false when it cannot be delivered (no address to stand for it).
    *
-   * A source the guest can't reach as it is (loopback, or the host's own address,
-   * which the guest has too) becomes the mapping address for it; with no mapping
-   * (--no-map-gw, no --map-guest-addr), our own address on the tap: the gateway
-   * for IPv4, our link-local address for IPv6, which then goes to the guest's
-   * link-local address (see `guestDestination`).
+   * A source the guest can't reach as it is becomes the mapping address for it:
+   * loopback the --map-host-loopback one, the host's own address (which the
+   * guest has too) the --map-guest-addr one. Without that mapping, as the C
+   * passt, our own address on the tap: the gateway for IPv4, our link-local
+   * address for IPv6, which then goes to the guest's link-local address (see
+   * `guestDestination`).
    */
   inboundSource(src: Uint8Array, off: number, len: number, out: Uint8Array): boolean {
     const family = len === 4 ? this.#plan.ip4 : this.#plan.ip6;
@@ -123,9 +124,8 @@ export class AddressMap {
     const loopback = len === 4 ? src[off] === 127 : equalAt(src, off, LOOPBACK6, 16);
     let stand: Uint8Array | undefined;
     if (loopback) stand = family.mapHostLoopback;
-    else if (this.#hostOwn(family, src, off, len)) {
-      stand = family.mapGuestAddr ?? family.mapHostLoopback;
-    } else {
+    else if (this.#hostOwn(family, src, off, len)) stand = family.mapGuestAddr;
+    else {
       copy(src, off, out, len);
       return true;
     }

@@ -6,8 +6,8 @@
  * never needs the tap: both ends are local processes, one in each namespace. So
  * instead of translating it into frames, we accept it (the "A" socket), open a
  * socket in the other namespace (the "B" socket: made by the namespace thread for
- * -t, in our own namespace for -T), connect B to 127.0.0.1 or ::1 at the target
- * port there, and move bytes between A and B with splice(2): socket → pipe →
+ * -t, in our own namespace for -T), connect B at the target port there, and
+ * move bytes between A and B with splice(2): socket → pipe →
  * socket, one pipe per direction, so the data never enters JavaScript memory.
  * Direction 0 reads A and writes B; direction 1 reads B and writes A.
  *
@@ -58,6 +58,7 @@ import { AF, EPOLL, F, IPPROTO, O, SHUT, SO, SOCK, SOL, SPLICE_F, TCP_OPT } from
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import type { EventLoop } from "../loop.ts";
+import type { GuestState } from "../flow/guest.ts";
 
 /** Spliced connections at most (each holds six descriptors: two sockets, two pipes). */
 export const SPLICE_FLOWS_MAX = 4096;
@@ -107,6 +108,12 @@ export interface TcpSpliceStats {
 export interface TcpSpliceOptions {
   /** socket(2) in the target namespace (the namespace thread's): fd or -errno. */
   readonly nsSocket: (domain: number, type: number, protocol: number) => number;
+  /**
+   * Where -t connections go in the namespace: its own address as last seen, as
+   * the C pasta does, so that services bound to its loopback stay private; or,
+   * when undefined (--host-lo-to-ns-lo), its loopback. -T goes to loopback.
+   */
+  readonly guest?: GuestState;
   /** Flow capacity (default SPLICE_FLOWS_MAX; tests use fewer). */
   readonly capacity?: number;
 }
@@ -116,6 +123,7 @@ export class TcpSplicer {
   readonly #loop: EventLoop;
   readonly #kind: number;
   readonly #nsSocket: (domain: number, type: number, protocol: number) => number;
+  readonly #guest: GuestState | undefined;
   readonly #capacity: number;
 
   /** Sockets: [2i] = A (accepted), [2i + 1] = B (connected by us); -1 when closed. */
@@ -155,6 +163,7 @@ export class TcpSplicer {
   constructor(loop: EventLoop, opts: TcpSpliceOptions) {
     this.#loop = loop;
     this.#nsSocket = opts.nsSocket;
+    this.#guest = opts.guest;
     const n = this.#capacity = opts.capacity ?? SPLICE_FLOWS_MAX;
     this.#sock = new Int32Array(2 * n).fill(-1);
     this.#pipeR = new Int32Array(2 * n).fill(-1);
@@ -190,8 +199,9 @@ export class TcpSplicer {
 
   /**
    * Join `fd`, accepted on a host-side listener (-t), to a new socket in the
-   * target namespace connected to its loopback (`v6`: ::1, else 127.0.0.1) at
-   * `targetPort`. `fd` belongs to the splicer from now on, whatever happens.
+   * target namespace connected at `targetPort` to its address (`v6`: IPv6), or
+   * to its loopback with --host-lo-to-ns-lo. `fd` belongs to the splicer from
+   * now on, whatever happens.
    */
   spliceToNamespace(fd: number, targetPort: number, v6: boolean): void {
     this.#join(fd, targetPort, v6, this.#nsSocket, "namespace");
@@ -250,19 +260,24 @@ export class TcpSplicer {
     sys.trySetsockoptBytes(fd, SOL.TCP, TCP_OPT.NODELAY, this.#one);
     sys.trySetsockoptBytes(b, SOL.TCP, TCP_OPT.NODELAY, this.#one);
     const sa = this.#sockaddr;
+    const guest = target === "namespace" ? this.#guest : undefined;
     if (v6) {
       sa.fill(0);
       sa[0] = AF.INET6;
       sa[2] = port >>> 8;
       sa[3] = port & 0xff;
-      sa[23] = 1; // ::1
+      if (guest !== undefined) sa.set(guest.addr6, 8);
+      else sa[23] = 1; // ::1
     } else {
       sa.fill(0, 0, 16);
       sa[0] = AF.INET;
       sa[2] = port >>> 8;
       sa[3] = port & 0xff;
-      sa[4] = 127;
-      sa[7] = 1;
+      if (guest !== undefined) sa.set(guest.addr4, 4);
+      else {
+        sa[4] = 127;
+        sa[7] = 1;
+      }
     }
     const c = sys.connect(b, sa, v6 ? 28 : 16);
     if (c < 0 && c !== -sys.Errno.EINPROGRESS) {
@@ -278,7 +293,7 @@ export class TcpSplicer {
     }
     this.stats.opened++;
     if (log.debugging) {
-      log.debug(`TCP splice ${i}: to ${target} ${v6 ? "[::1]" : "127.0.0.1"}:${port}`);
+      log.debug(`TCP splice ${i}: to ${target} port ${port}${guest ? "" : " on loopback"}`);
     }
     // A loopback connect may be complete already: then start at once.
     if (c === 0) this.#connected(i);

@@ -8,7 +8,8 @@
  * hands us what comes from a loopback address), or a namespace-side socket of
  * -U bound to 127.0.0.1 or ::1 (read by us). Each sender (listening socket plus
  * the sender's socket address) is a flow with its own "target" socket in the
- * other namespace, connected to that namespace's loopback at the target port:
+ * other namespace, connected at the target port to the namespace's own address
+ * for -u (its loopback with --host-lo-to-ns-lo), to the host's loopback for -U:
  * the namespace thread's socket(2) for -u, ours for -U. What the sender sends
  * goes out of the target socket; what comes back to the target socket (the
  * reply) goes out of the listening socket to the sender's address. Because the
@@ -35,6 +36,7 @@ import { AF, EPOLL, IOVEC_SIZE, IPPROTO, MMSGHDR, MSG, MSGHDR, SOCK } from "../f
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import type { EventLoop } from "../loop.ts";
+import type { GuestState } from "../flow/guest.ts";
 
 /** Flows at most (each holds one socket). */
 export const UDP_SPLICE_FLOWS_MAX = 1024;
@@ -67,6 +69,11 @@ export interface UdpSpliceStats {
 export interface UdpSpliceOptions {
   /** socket(2) in the namespace (the namespace thread's): fd or -errno. */
   readonly nsSocket: (domain: number, type: number, protocol: number) => number;
+  /**
+   * Where -u datagrams go in the namespace: its own address as last seen, as the
+   * C pasta does; when undefined (--host-lo-to-ns-lo), its loopback.
+   */
+  readonly guest?: GuestState;
   /** Flow capacity (default UDP_SPLICE_FLOWS_MAX). */
   readonly capacity?: number;
   /** Idle timeout of a flow, ms (default UDP_SPLICE_TIMEOUT_MS). */
@@ -81,6 +88,7 @@ const TO_HOST = 1;
 export class UdpSplicer {
   readonly #loop: EventLoop;
   readonly #nsSocket: (domain: number, type: number, protocol: number) => number;
+  readonly #guest: GuestState | undefined;
   readonly #capacity: number;
   readonly #timeoutMs: number;
   readonly #targetKind: number;
@@ -136,6 +144,7 @@ export class UdpSplicer {
   constructor(loop: EventLoop, opts: UdpSpliceOptions) {
     this.#loop = loop;
     this.#nsSocket = opts.nsSocket;
+    this.#guest = opts.guest;
     const n = this.#capacity = opts.capacity ?? UDP_SPLICE_FLOWS_MAX;
     this.#timeoutMs = opts.timeoutMs ?? UDP_SPLICE_TIMEOUT_MS;
     this.#listenFd = new Int32Array(n).fill(-1);
@@ -345,7 +354,9 @@ export class UdpSplicer {
     sa[0] = v6 ? AF.INET6 : AF.INET;
     sa[2] = targetPort >>> 8;
     sa[3] = targetPort & 0xff;
-    if (v6) sa[23] = 1;
+    const guest = side === TO_NAMESPACE ? this.#guest : undefined;
+    if (guest !== undefined) sa.set(v6 ? guest.addr6 : guest.addr4, v6 ? 8 : 4);
+    else if (v6) sa[23] = 1;
     else {
       sa[4] = 127;
       sa[7] = 1;
@@ -373,7 +384,7 @@ export class UdpSplicer {
     if (log.debugging) {
       log.debug(
         `UDP splice ${i}: to ${side === TO_NAMESPACE ? "namespace" : "host"} ` +
-          `${v6 ? "[::1]" : "127.0.0.1"}:${targetPort}`,
+          `port ${targetPort}${guest ? "" : " on loopback"}`,
       );
     }
     return i;

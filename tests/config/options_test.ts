@@ -64,6 +64,7 @@ const MANUAL_OPTIONS: Record<Mode, string[]> = {
     "netns",
     "netns-only",
     "no-netns-quit",
+    "host-lo-to-ns-lo", // from the 2026 manual
     "config-net",
     "no-copy-routes",
     "no-copy-addrs",
@@ -360,6 +361,7 @@ const VALID: Valid[] = [
     netnsOnly: false,
   }],
   ["pasta", ["--no-netns-quit", "--config-net"], { noNetnsQuit: true, configNet: true }],
+  ["pasta", ["--host-lo-to-ns-lo"], { hostLoToNsLo: true }],
   ["pasta", [], {
     noNetnsQuit: false,
     configNet: false,
@@ -553,6 +555,7 @@ const INVALID: Invalid[] = [
   ["passt", ["--netns-o"], "--netns-only is for pasta mode only"],
   ["passt", ["--userns", "/x"], "--userns is for pasta mode only"],
   ["passt", ["--no-netns-quit"], "--no-netns-quit is for pasta mode only"],
+  ["passt", ["--host-lo-to-ns-lo"], "--host-lo-to-ns-lo is for pasta mode only"],
   ["passt", ["--config-net"], "--config-net is for pasta mode only"],
   ["passt", ["--no-copy-routes"], "--no-copy-routes is for pasta mode only"],
   ["passt", ["--no-copy-addrs"], "--no-copy-addrs is for pasta mode only"],

@@ -34,6 +34,8 @@ const suiteIgnored = pastaSuiteIgnored();
 if (suiteIgnored) console.error(`tests/pasta ignored: ${suiteIgnored}`);
 
 const HELPER = new URL("./transport.py", import.meta.url).pathname;
+/** tcp-sink (prints the peer it saw) and tcp-send, from the contract tests. */
+const CONTRACT = new URL("../contracts/contract.py", import.meta.url).pathname;
 
 function spliceTest(name: string, tools: string[], fn: (sb: Sandbox) => Promise<void>): void {
   Deno.test({
@@ -192,7 +194,7 @@ async function verify(sb: Sandbox, transfers: readonly Transfer[], hashes: Map<s
 }
 
 spliceTest(
-  "-t: host loopback → namespace loopback, byte-exact, no TCP frame on the tap",
+  "-t --host-lo-to-ns-lo: host loopback → namespace loopback, byte-exact, no TCP frame on the tap",
   ["socat", "ss", "tcpdump"],
   async (sb) => {
     const transfers = matrix("lo-in", 11000);
@@ -210,7 +212,11 @@ spliceTest(
       `touch ${ready}`,
       "status=0; for pid in $pids; do wait $pid || status=1; done; exit $status",
     ].join("\n");
-    const p = await spawnPasta(sb, ["--config-net", "-p", pcap, "-t", ports.join(",")], script);
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "--host-lo-to-ns-lo", "-p", pcap, "-t", ports.join(",")],
+      script,
+    );
     assert.ok(
       await waitFiles([ready], 30_000),
       `namespace servers never started: ${await early(p)}`,
@@ -350,7 +356,7 @@ function checkAll(list: readonly Exchange[], servers: Json[], clients: Json[]): 
 }
 
 spliceTest(
-  "-t: half-close, resets and 200 concurrent connections reach the namespace",
+  "-t --host-lo-to-ns-lo: half-close, resets and 200 concurrent connections reach the namespace",
   [],
   async (sb) => {
     const list = exchanges(11200);
@@ -365,7 +371,7 @@ spliceTest(
     ].join("\n");
     const p = await spawnPasta(
       sb,
-      ["--config-net", "-t", list.map((x) => x.port).join(",")],
+      ["--config-net", "--host-lo-to-ns-lo", "-t", list.map((x) => x.port).join(",")],
       script,
     );
     assert.ok(await waitFiles(readies, 30_000), `servers never started: ${await early(p)}`);
@@ -402,6 +408,60 @@ spliceTest(
   },
 );
 
+spliceTest(
+  "-t/-u: host loopback reaches the namespace's own address; its loopback stays private",
+  ["tcpdump"],
+  async (sb) => {
+    // Public (wildcard) and loopback-only services in the namespace, per IP version.
+    const [pub, priv] = [11500, 11510];
+    const readies: string[] = [];
+    const lines: string[] = [];
+    for (const family of [4, 6] as const) {
+      const any = family === 4 ? "0.0.0.0" : "::";
+      const ready = (tag: string) => {
+        readies.push(`${sb.dir}/${tag}${family}`);
+        return readies.at(-1)!;
+      };
+      lines.push(
+        `${
+          sh([PYTHON, CONTRACT, "tcp-sink", any, pub + family, ready("pub")])
+        } > ${sb.dir}/pub${family}.json &`,
+        `${sh([PYTHON, CONTRACT, "tcp-sink", LOOPBACK[family], priv + family, ready("priv")])} &`,
+        `${sh(helper("udp-echo", any, pub + family, ready("udp")))} &`,
+        `${sh(helper("udp-echo", LOOPBACK[family], priv + family, ready("udpp")))} &`,
+      );
+    }
+    const pcap = `${sb.dir}/ext.pcap`;
+    const ports = [4, 6].flatMap((f) => [pub + f, priv + f]).join(",");
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "-p", pcap, "-t", ports, "-u", ports],
+      [...lines, "sleep 30"].join("\n"),
+    );
+    assert.ok(await waitFiles(readies, 30_000), `servers never started: ${await early(p)}`);
+    for (const family of [4, 6] as const) {
+      const send = (port: number, size: number) =>
+        sb.run([PYTHON, CONTRACT, "tcp-send", LOOPBACK[family], String(port), String(size)]);
+      const sent = await send(pub + family, 4096);
+      assert.equal(json(sent.stdout).ok, true, `v${family} to the public port: ${show(sent)}`);
+      const out = `${sb.dir}/pub${family}.json`;
+      await sb.waitFor(async () => (await jsonFile(out)).peer !== undefined, 5000, 50);
+      const seen = await jsonFile(out);
+      assert.equal(seen.peer, family === 4 ? NET.host4 : NET.host6, "from the namespace's address");
+      const closed = await send(priv + family, 16);
+      assert.equal(json(closed.stdout).ok, false, `v${family}: loopback-only service reached`);
+      const udp = json((await sb.run(helper("udp-ping", LOOPBACK[family], pub + family))).stdout);
+      assert.equal(udp.same, true, `v${family} UDP to the public port: ${JSON.stringify(udp)}`);
+      const udpPriv = json(
+        (await sb.run(helper("udp-ping", LOOPBACK[family], priv + family))).stdout,
+      );
+      assert.notEqual(udpPriv.same, true, `v${family}: loopback-only UDP service reached`);
+    }
+    await p.kill("KILL");
+    assert.equal(await tcpFrames(sb, pcap, [4, 6].map((f) => pub + f)), "", "spliced, not tapped");
+  },
+);
+
 // --- UDP ---------------------------------------------------------------------------------
 
 const UDP_PORTS = { 4: 11400, 6: 11401 } as const;
@@ -420,7 +480,7 @@ function udpFrames(sb: Sandbox, pcap: string): Promise<string> {
 }
 
 spliceTest(
-  "-u: UDP request and reply host loopback ↔ namespace loopback, no UDP frame on the tap",
+  "-u --host-lo-to-ns-lo: UDP request and reply host loopback ↔ namespace loopback, not on the tap",
   ["tcpdump"],
   async (sb) => {
     const pcap = `${sb.dir}/udp-in.pcap`;
@@ -431,7 +491,11 @@ spliceTest(
       "wait",
     ].join("\n");
     const ports = `${UDP_PORTS[4]},${UDP_PORTS[6]}`;
-    const p = await spawnPasta(sb, ["--config-net", "-p", pcap, "-u", ports], script);
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "--host-lo-to-ns-lo", "-p", pcap, "-u", ports],
+      script,
+    );
     assert.ok(await waitFiles(readies, 30_000), `echo servers never started: ${await early(p)}`);
     for (const family of [4, 6] as const) {
       const r = await sb.run(helper("udp-ping", LOOPBACK[family], UDP_PORTS[family]), {
