@@ -483,6 +483,11 @@ function runJoinWorker(config: PastaConfig): number {
     } else if (info.signo !== SIG.HUP) {
       log.info(`terminating on signal ${info.signo}`);
       worker.loop.stop(0);
+    } else if (config.foreground) {
+      // The terminal went away (-f): end as the C pasta does, by the signal's
+      // status. In the background we have no terminal, and a stray HUP is ignored.
+      log.info("terminating on SIGHUP");
+      worker.loop.stop(128 + SIG.HUP);
     }
   });
   if (!config.noNetnsQuit) {

@@ -408,6 +408,28 @@ async function netnsCase(sb: Sandbox, noQuit: boolean): Promise<void> {
   await holder.kill();
 }
 
+pastaTest("-f --netns PATH: SIGHUP (terminal gone) ends pasta, status 129", ["ip"], async (sb) => {
+  const holder = await namespaceHolder(sb);
+  const path = "/run/netns/hup";
+  const bind = await sb.run([
+    "sh",
+    "-c",
+    `touch ${path} && mount --bind /proc/${holder.pid}/ns/net ${path}`,
+  ]);
+  assert.equal(bind.code, 0, show(bind));
+  const args = ["--config-net", "-f", "--netns", path, "--userns", `/proc/${holder.pid}/ns/user`];
+  const p = await sb.spawn([PASTA, ...args], { user: true, timeoutMs: 60_000 });
+  assert.ok(
+    await sb.waitFor(() => configuredIn(sb, [`--net=${path}`]), 10_000),
+    `pasta did not configure ${path}: ${await early(p)}`,
+  );
+  await p.kill("HUP");
+  const r = await Promise.race([p.result, sleep(10_000).then(() => undefined)]);
+  assert.ok(r !== undefined, "pasta -f still runs 10 s after SIGHUP");
+  assert.equal(r.code, 129, show(r));
+  await holder.kill();
+});
+
 pastaTest(
   "--netns PATH of another user namespace without --userns: exit 1, saying what to give",
   ["ip"],
