@@ -1,7 +1,7 @@
 # passt and pasta in TypeScript on Deno: build, test, install, package.
 #
-#   make              ./passt and ./pasta (compiled when DENORT_BIN is set, launchers otherwise,
-#                     which run build/passt.js, the program bundled into one module)
+#   make              ./passt and ./pasta: compiled when a denort runtime is at hand (below),
+#                     else launchers running build/passt.js, the program bundled into one module
 #   make check        lint, then every test (unit and integration): ends with "N skipped"
 #                     and "N passed, N failed" (tests/run.sh)
 #   make lint         deno fmt --check, deno lint, deno check
@@ -13,15 +13,19 @@
 #   make pkgs         .deb and .rpm of what `make` built
 #
 # Deno comes from PATH, else the pinned npm package is installed into .deno/.
-# `deno compile` needs its "denort" runtime, which it normally downloads: point
-# DENORT_BIN at one to get single-file binaries; without it, ./passt is a small
-# launcher that runs the same code with `deno run` (same behaviour, needs Deno).
+# `deno compile` needs its "denort" runtime: make compiles with DENORT_BIN, or with
+# the denort in Deno's cache, or (DENO_COMPILE=1) lets deno compile download it.
+# Without one, or if compiling fails, it says why and ./passt is a small launcher
+# that runs the same code with `deno run` (same behaviour, needs Deno).
 
 VERSION := $(shell sed -n 's/^export const VERSION = "\(.*\)";/\1/p' src/version.ts)
 DENO_VERSION := 2.9.6
 LOCAL_DENO := .deno/bin/deno
 DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
 DENORT_BIN ?=
+# 1: let `deno compile` download its denort runtime when neither DENORT_BIN nor Deno's
+# cache has it (the build then needs the network).
+DENO_COMPILE ?=
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -62,28 +66,33 @@ $(LOCAL_DENO):
 # One program; pasta is a link to it and chooses its mode by that name.
 passt: $(SOURCES) | $(DENO)
 	@rm -f $@
-	@if [ -n "$(DENORT_BIN)" ]; then \
-		echo "compiling $@ with DENORT_BIN=$(DENORT_BIN)"; \
-		DENORT_BIN="$(DENORT_BIN)" $(DENO) compile $(DENO_RUN_FLAGS) $(DENO_V8_RUN_FLAGS) --output $@ mod.ts; \
+	@cached=$$($(DENO) info --json 2>/dev/null | sed -n 's/.*"denoDir": *"\([^"]*\)".*/\1/p')/dl/release/v$(DENO_VERSION); \
+	if [ -n "$(DENORT_BIN)" ] || [ "$(DENO_COMPILE)" = 1 ] || ls "$$cached"/denort-* >/dev/null 2>&1; then \
+		echo "compiling $@ ($${DENORT_BIN:+DENORT_BIN=$(DENORT_BIN)}$${DENORT_BIN:-denort from Deno's cache or the network})"; \
+		if DENORT_BIN="$(DENORT_BIN)" $(DENO) compile --quiet --no-check $(DENO_RUN_FLAGS) $(DENO_V8_RUN_FLAGS) --output $@ mod.ts; then \
+			exit 0; \
+		fi; \
+		echo "deno compile failed (no denort runtime for Deno $(DENO_VERSION): no network, and DENORT_BIN not set): writing a launcher instead"; \
 	else \
-		$(MAKE) --no-print-directory $(BUNDLE) || \
-			echo "deno bundle failed: the launcher runs the module graph (slower start)"; \
-		echo "writing launcher $@ (set DENORT_BIN for a compiled binary)"; \
-		{ \
-			echo '#!/bin/sh'; \
-			echo '# passt/pasta launcher written by make: runs the program with Deno, from the'; \
-			echo '# bundle build/passt.js unless a source file is newer (then from the sources).'; \
-			echo '# The name it is invoked under (passt, pasta, or a link to either) selects the mode.'; \
-			echo 'b="$(CURDIR)/$(BUNDLE)"; m=$$b; c="--no-config --no-lock"'; \
-			echo '[ -s "$$b" ] || m='; \
-			echo 'for f in $(addprefix $(CURDIR)/,$(SOURCES)); do'; \
-			echo '	[ -n "$$m" ] && [ "$$f" -nt "$$b" ] && m= && break'; \
-			echo 'done'; \
-			echo '[ -n "$$m" ] || { m="$(CURDIR)/mod.ts"; c=; }'; \
-			echo 'DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 exec "$(abspath $(DENO))" run $(DENO_RUN_FLAGS) $(DENO_V8_RUN_FLAGS) $$c "$$m" "$${0##*/}" "$$@"'; \
-		} > $@; \
-		chmod 755 $@; \
-	fi
+		echo "no denort runtime for Deno $(DENO_VERSION) (DENORT_BIN unset, none in Deno's cache; make DENO_COMPILE=1 lets deno compile download it): writing a launcher"; \
+	fi; \
+	rm -f $@; \
+	$(MAKE) --no-print-directory $(BUNDLE) || \
+		echo "deno bundle failed: the launcher runs the module graph (slower start)"; \
+	{ \
+		echo '#!/bin/sh'; \
+		echo '# passt/pasta launcher written by make: runs the program with Deno, from the'; \
+		echo '# bundle build/passt.js unless a source file is newer (then from the sources).'; \
+		echo '# The name it is invoked under (passt, pasta, or a link to either) selects the mode.'; \
+		echo 'b="$(CURDIR)/$(BUNDLE)"; m=$$b; c="--no-config --no-lock"'; \
+		echo '[ -s "$$b" ] || m='; \
+		echo 'for f in $(addprefix $(CURDIR)/,$(SOURCES)); do'; \
+		echo '	[ -n "$$m" ] && [ "$$f" -nt "$$b" ] && m= && break'; \
+		echo 'done'; \
+		echo '[ -n "$$m" ] || { m="$(CURDIR)/mod.ts"; c=; }'; \
+		echo 'DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 exec "$(abspath $(DENO))" run $(DENO_RUN_FLAGS) $(DENO_V8_RUN_FLAGS) $$c "$$m" "$${0##*/}" "$$@"'; \
+	} > $@; \
+	chmod 755 $@
 
 # The whole program as one JavaScript module: Deno loads it in one read, without
 # resolving and transpiling some sixty files at each start (about 50 ms saved per

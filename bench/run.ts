@@ -1153,7 +1153,8 @@ async function main(): Promise<void> {
     "",
     "Higher is better for Gbit/s and conn/s, lower for µs, s/GB, MiB and ms. Peak RSS is the " +
       "highest over the instances started (one per figure group), summed over the " +
-      "implementation's processes (ours: the Deno launcher process and its worker).",
+      "implementation's processes (ours: the /bin/sh waiter that started it, and the worker). " +
+      "PSS counts shared pages in proportion: other Deno processes on the machine lower ours.",
   );
   if (notes.length) {
     sections.push("", ...notes.map((n, i) => `[${i + 1}] ${n}  `));
