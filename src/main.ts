@@ -24,9 +24,9 @@ import {
   runBackgroundStarter,
   spawnSandboxedWorker,
   takeStatusDescriptor,
-} from "./process.ts";
-import { claimSandbox } from "./sandbox.ts";
-import { checkRunAs } from "./isolation.ts";
+} from "./process/process.ts";
+import { claimSandbox } from "./process/sandbox.ts";
+import { checkRunAs } from "./process/isolation.ts";
 import { runPasst } from "./passt.ts";
 import { runPasta } from "./pasta/pasta.ts";
 import { VERSION } from "./version.ts";

@@ -21,8 +21,8 @@ import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "./
 import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
-import { isolate } from "./isolation.ts";
-import { announceReady, LOOP_SIGNALS, reapChildren } from "./process.ts";
+import { isolate } from "./process/isolation.ts";
+import { announceReady, LOOP_SIGNALS, reapChildren } from "./process/process.ts";
 import {
   openPasstListener,
   type PasstListener,

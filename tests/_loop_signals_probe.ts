@@ -16,7 +16,7 @@
 import { SIG, WAIT } from "../src/ffi/layout.ts";
 import * as sys from "../src/ffi/sys.ts";
 import { EventLoop, type SignalInfo } from "../src/loop.ts";
-import { ensureLoopSignalsBlocked, LOOP_SIGNALS } from "../src/process.ts";
+import { ensureLoopSignalsBlocked, LOOP_SIGNALS } from "../src/process/process.ts";
 
 ensureLoopSignalsBlocked(); // returns only once the mask is in place (after a re-exec)
 

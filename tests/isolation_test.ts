@@ -7,7 +7,7 @@ import {
   parseStatus,
   resolveRunAs,
   SYSCALL_NUMBERS,
-} from "../src/isolation.ts";
+} from "../src/process/isolation.ts";
 import { inPasta, pastaSuiteIgnored } from "./pasta/_pasta.ts";
 import { PASST, passtMissing } from "./passt/_passt.ts";
 import { sandboxUnavailable, sleep, withSandbox } from "./sandbox/sandbox.ts";

@@ -43,9 +43,13 @@ import {
   spawnSandboxedWorker,
   type StatusPipe,
   writePidFile,
-} from "../process.ts";
-import { hasPrivateMounts, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "../sandbox.ts";
-import { isolate } from "../isolation.ts";
+} from "../process/process.ts";
+import {
+  hasPrivateMounts,
+  SANDBOX_CLONE_FLAGS,
+  sandboxEnvironmentEntry,
+} from "../process/sandbox.ts";
+import { isolate } from "../process/isolation.ts";
 import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";

@@ -31,10 +31,10 @@
  * ignores it: Ctrl-C reaches the whole foreground process group, and the command
  * decides.
  */
-import { CAP, CLONE, F, O, SIG, SIG_HOW, WAIT } from "./ffi/layout.ts";
-import { spawnProcess, writeIdMaps } from "./ffi/spawn.ts";
-import * as sys from "./ffi/sys.ts";
-import { log } from "./log.ts";
+import { CAP, CLONE, F, O, SIG, SIG_HOW, WAIT } from "../ffi/layout.ts";
+import { spawnProcess, writeIdMaps } from "../ffi/spawn.ts";
+import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
 import { outsidePid, SANDBOX_CLONE_FLAGS, sandboxEnvironmentEntry } from "./sandbox.ts";
 
 /** The signals the loop handles through its signalfd. */

@@ -37,8 +37,8 @@
  * --runas names are resolved from /etc/passwd and /etc/group at start
  * (`checkRunAs`), so a bad one ends the program before anything is opened.
  */
-import type { Config, RunAs } from "./config/config.ts";
-import { type DataRef, SyscallProgram } from "./ffi/clone_stub.ts";
+import type { Config, RunAs } from "../config/config.ts";
+import { type DataRef, SyscallProgram } from "../ffi/clone_stub.ts";
 import {
   ARCH,
   AUDIT_ARCH,
@@ -50,10 +50,10 @@ import {
   SOCK_FPROG,
   SYS,
   X32_SYSCALL_BIT,
-} from "./ffi/layout.ts";
-import * as sys from "./ffi/sys.ts";
-import { THREAD_SIGNAL, ThreadProgram } from "./ffi/thread_stub.ts";
-import { log } from "./log.ts";
+} from "../ffi/layout.ts";
+import * as sys from "../ffi/sys.ts";
+import { THREAD_SIGNAL, ThreadProgram } from "../ffi/thread_stub.ts";
+import { log } from "../log.ts";
 import { openPidFileAhead, prepareAnnounceReady } from "./process.ts";
 import { enterEmptyRoot, hasPrivateMounts } from "./sandbox.ts";
 

@@ -27,9 +27,9 @@
  * pivots only if its namespace is a different one. A worker started any other
  * way (or run by hand) never touches the mounts of the namespace it shares.
  */
-import { CLONE, MNT, MS } from "./ffi/layout.ts";
-import * as sys from "./ffi/sys.ts";
-import { log } from "./log.ts";
+import { CLONE, MNT, MS } from "../ffi/layout.ts";
+import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
 
 /** The namespaces a worker is created in, besides a user namespace when needed. */
 export const SANDBOX_CLONE_FLAGS = CLONE.NEWNS | CLONE.NEWIPC | CLONE.NEWUTS;
