@@ -33,7 +33,7 @@ import {
   openProcNet,
   PortAutoDetector,
   type ProcNetFiles,
-} from "./pasta/autodetect.ts";
+} from "./flow/autodetect.ts";
 import { IcmpEcho } from "./protocols/icmp.ts";
 import { ndpRouterAdvertisement } from "./protocols/ndp.ts";
 import type { PacketView } from "./protocols/packet.ts";

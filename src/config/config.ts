@@ -12,11 +12,46 @@
  * arrays with elements cannot be frozen, so each Config owns private copies and readers
  * must treat them as read-only (copy before changing).
  *
- * `ConfigError` lives here rather than in options.ts so that ports.ts can throw it
- * without an import cycle; options.ts re-exports it.
+ * `ConfigError` and the port table types live here rather than in options.ts and
+ * ports.ts so that ports.ts can build tables and throw errors while this file imports
+ * nothing: ports.ts points at config.ts, never back; options.ts re-exports the error.
  */
 
-import type { PortForwarding } from "./ports.ts";
+/** How a table was configured. "spec" means an explicit list (possibly exclusions only). */
+export type ForwardMode = "none" | "auto" | "all" | "spec";
+
+/** An inclusive range of port numbers. */
+export interface PortRange {
+  /** First port, 1..65535. */
+  readonly first: number;
+  /** Last port, first..65535. */
+  readonly last: number;
+}
+
+/** Local ports first..last forward to targetFirst..targetFirst+(last-first). */
+export interface PortRule extends PortRange {
+  /** Port that `first` maps to on the other side. */
+  readonly targetFirst: number;
+  /** Local address to bind (4 or 16 bytes), or undefined for any. */
+  readonly bindAddr: Uint8Array | undefined;
+  /** Local interface to bind (SO_BINDTODEVICE), or undefined for any. */
+  readonly bindIfname: string | undefined;
+  /**
+   * True for "all" and exclusion-only specifications: ports that cannot be bound are
+   * skipped silently, and only a complete failure is an error.
+   */
+  readonly bestEffort: boolean;
+}
+
+/** The forwarding table of one protocol in one direction. */
+export interface PortForwarding {
+  /** How it was configured. */
+  readonly mode: ForwardMode;
+  /** Static rules, exclusions already applied (empty for "none" and "auto"). */
+  readonly rules: readonly PortRule[];
+  /** Every exclusion given, for diagnostics; already applied to `rules`. */
+  readonly excluded: readonly PortRange[];
+}
 
 /** Which program is running: the VM flavour (qemu socket) or the namespace one (tap). */
 export type Mode = "passt" | "pasta";

@@ -26,44 +26,19 @@
  * is created, not per packet.
  */
 
-import { ConfigError, type Mode } from "./config.ts";
+import {
+  ConfigError,
+  type ForwardMode,
+  type Mode,
+  type PortForwarding,
+  type PortRange,
+  type PortRule,
+} from "./config.ts";
 import { formatIp, ipEquals, isValidIfname, parseIp } from "./addr.ts";
 
-/** How a table was configured. "spec" means an explicit list (possibly exclusions only). */
-export type ForwardMode = "none" | "auto" | "all" | "spec";
-
-/** An inclusive range of port numbers. */
-export interface PortRange {
-  /** First port, 1..65535. */
-  readonly first: number;
-  /** Last port, first..65535. */
-  readonly last: number;
-}
-
-/** Local ports first..last forward to targetFirst..targetFirst+(last-first). */
-export interface PortRule extends PortRange {
-  /** Port that `first` maps to on the other side. */
-  readonly targetFirst: number;
-  /** Local address to bind (4 or 16 bytes), or undefined for any. */
-  readonly bindAddr: Uint8Array | undefined;
-  /** Local interface to bind (SO_BINDTODEVICE), or undefined for any. */
-  readonly bindIfname: string | undefined;
-  /**
-   * True for "all" and exclusion-only specifications: ports that cannot be bound are
-   * skipped silently, and only a complete failure is an error.
-   */
-  readonly bestEffort: boolean;
-}
-
-/** The forwarding table of one protocol in one direction. */
-export interface PortForwarding {
-  /** How it was configured. */
-  readonly mode: ForwardMode;
-  /** Static rules, exclusions already applied (empty for "none" and "auto"). */
-  readonly rules: readonly PortRule[];
-  /** Every exclusion given, for diagnostics; already applied to `rules`. */
-  readonly excluded: readonly PortRange[];
-}
+// The table types are part of the Config shape (config.ts); they are re-exported
+// here for the users of the tables, so that config.ts needs nothing from this file.
+export type { ForwardMode, PortForwarding, PortRange, PortRule } from "./config.ts";
 
 /** Ports below this are "non-ephemeral": the range "all" and exclusion-only specs cover. */
 export const PORT_EPHEMERAL_MIN = 49152;

@@ -5,7 +5,7 @@
  *
  * Theory of operation. A `PortForwarder` turns one TCP and one UDP forwarding
  * table into listening sockets, all at start for static tables, and port by port
- * for pasta's "auto" tables as the detector (src/pasta/autodetect.ts) finds ports
+ * for pasta's "auto" tables as the detector (src/flow/autodetect.ts) finds ports
  * bound on the other side. Each (port, bind scope) gets:
  * - without a bind address, with both IP versions on: one IPv6 socket with
  *   IPV6_V6ONLY off, which serves IPv4 too ("IPv6 bound ports are also forwarded

@@ -16,6 +16,12 @@ import type { PacketView } from "./packet.ts";
 
 /** Ethernet header length, bytes. */
 export const ETH_HLEN = 14;
+/**
+ * The largest frame read from or written to the guest (bytes): a 64 KiB IP packet
+ * fits whole, as over the tap at the default 65520-byte MTU. The tap's buffers
+ * and the protocols' socket reads straight into frames are sized by it.
+ */
+export const FRAME_MAX = 65536;
 /** MAC address length, bytes. */
 export const ETH_ALEN = 6;
 /** Offset of the destination MAC in the header. */

@@ -92,9 +92,8 @@ import type { DataPathContext, TransportHandler } from "../flow/context.ts";
 import { FLOW_MAX, FlowType } from "../flow/flow.ts";
 import { OutboundKind } from "../flow/nat.ts";
 import { log } from "../log.ts";
-import { FRAME_MAX } from "../tap/tap.ts";
 import { fold16, ipv4PseudoSum, ipv6PseudoSum, sum16 } from "./checksum.ts";
-import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
+import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, FRAME_MAX, writeEthHeader } from "./ethernet.ts";
 import {
   finishUdp4,
   finishUdp6,

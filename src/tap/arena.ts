@@ -10,14 +10,13 @@
  * frames to qemu's stream socket. Nothing is allocated per frame.
  */
 import * as sys from "../ffi/sys.ts";
+import { FRAME_MAX } from "../protocols/ethernet.ts";
 import { PacketView } from "../protocols/packet.ts";
 
 /** Size of one output slot: length prefix + the largest frame (bytes). */
-export const SLOT_SIZE = 4 + 65536;
+export const SLOT_SIZE = 4 + FRAME_MAX;
 /** Output slots: frames that can wait for the end of a loop turn. */
 export const OUT_SLOTS = 128;
-/** The largest frame we read or write (bytes). */
-export const FRAME_MAX = 65536;
 
 /** Where frames may be copied for capture (the pcap writer). */
 export interface FrameTap {

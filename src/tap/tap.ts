@@ -20,9 +20,10 @@
  */
 import * as sys from "../ffi/sys.ts";
 import { PacketView } from "../protocols/packet.ts";
-import { FRAME_MAX, FrameArena, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
+import { FRAME_MAX } from "../protocols/ethernet.ts";
+import { FrameArena, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
 
-export { FRAME_MAX, type FrameTap, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
+export { type FrameTap, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
 /** Frames read from a tap device per readiness event, at most. */
 export const READS_PER_EVENT = 64;
 

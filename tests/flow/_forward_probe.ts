@@ -20,7 +20,7 @@ import { AF, IPV6_OPT, MSG, O, RLIMIT, SOCK, SOL } from "../../src/ffi/layout.ts
 import * as sys from "../../src/ffi/sys.ts";
 import { PortForwarder, type PortForwarderOptions } from "../../src/flow/forward.ts";
 import { EventLoop } from "../../src/loop.ts";
-import { closeProcNet, openProcNet, PortAutoDetector } from "../../src/pasta/autodetect.ts";
+import { closeProcNet, openProcNet, PortAutoDetector } from "../../src/flow/autodetect.ts";
 import { NsThread } from "../../src/pasta/ns_thread.ts";
 
 type Json = Record<string, unknown>;

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { AF, O } from "../../src/ffi/layout.ts";
 import * as sys from "../../src/ffi/sys.ts";
-import { ProcNetScanner } from "../../src/pasta/autodetect.ts";
+import { ProcNetScanner } from "../../src/flow/autodetect.ts";
 
 const PROBE = new URL("./_forward_probe.ts", import.meta.url).pathname;
 

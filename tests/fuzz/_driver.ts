@@ -27,7 +27,7 @@ import { AF, EPOLL, SOCK, SOCKADDR_IN6_SIZE } from "../../src/ffi/layout.ts";
 import * as sys from "../../src/ffi/sys.ts";
 import type { EventLoop } from "../../src/loop.ts";
 import { PacketView } from "../../src/protocols/packet.ts";
-import { FRAME_MAX } from "../../src/tap/tap.ts";
+import { FRAME_MAX } from "../../src/protocols/ethernet.ts";
 import { NET } from "../sandbox/sandbox.ts";
 import { ip4, ip6 } from "../protocols/_fixtures.ts";
 import {

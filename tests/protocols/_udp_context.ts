@@ -15,7 +15,7 @@ import { initialGuestState } from "../../src/flow/guest.ts";
 import { AddressMap } from "../../src/flow/nat.ts";
 import { EventLoop } from "../../src/loop.ts";
 import { PacketView } from "../../src/protocols/packet.ts";
-import { FRAME_MAX } from "../../src/tap/tap.ts";
+import { FRAME_MAX } from "../../src/protocols/ethernet.ts";
 import { GUEST_MAC, ip4, ip6, OUR_MAC } from "./_fixtures.ts";
 
 export const HOST4 = ip4("198.51.100.7");

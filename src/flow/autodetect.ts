@@ -26,7 +26,7 @@ import type { EventLoop } from "../loop.ts";
 import { O } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
-import type { ForwardProto, PortForwarder } from "../flow/forward.ts";
+import type { ForwardProto, PortForwarder } from "./forward.ts";
 
 /** How often the files are scanned (ms), as the man page says. */
 export const SCAN_INTERVAL_MS = 1000;
