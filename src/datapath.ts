@@ -17,7 +17,7 @@
  * rest, from other hosts, still go through TCP translation over the tap.
  */
 import type { Config } from "./config/config.ts";
-import { discoverHost, formatStartupSummary } from "./config/host.ts";
+import { discoverHost, formatStartupSummary } from "./netlink/host.ts";
 import { type NetworkPlan, planNetwork } from "./config/network.ts";
 import { readResolvConf } from "./config/resolv.ts";
 import { FORWARD_NONE } from "./config/ports.ts";

@@ -16,10 +16,10 @@
  * - no router advertisements into a namespace pasta configures (--config-net).
  */
 import type { Config } from "./config.ts";
-import type { HostInfo } from "./host.ts";
-import type { RouteInfo } from "../netlink.ts";
+import type { HostInfo } from "../netlink/host.ts";
+import type { RouteInfo } from "../netlink/codec.ts";
 import type { ResolvConf } from "./resolv.ts";
-import { isLinkLocal6, isLoopback, parseMac } from "./addr.ts";
+import { isLinkLocal6, isLoopback, parseMac } from "../addr.ts";
 
 /** Our MAC when neither -M nor the host gives one (locally administered). */
 export const FALLBACK_MAC = "9a:55:9a:55:9a:55";

@@ -72,7 +72,7 @@ import {
   parseIp,
   parseMac,
   parseNetmask4,
-} from "./addr.ts";
+} from "../addr.ts";
 import { Getopt, type LongOption, type ShortOption } from "./getopt.ts";
 import { FORWARD_AUTO, FORWARD_NONE, PortTableBuilder, udpFromTcp } from "./ports.ts";
 

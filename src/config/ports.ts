@@ -34,7 +34,7 @@ import {
   type PortRange,
   type PortRule,
 } from "./config.ts";
-import { formatIp, ipEquals, isValidIfname, parseIp } from "./addr.ts";
+import { formatIp, ipEquals, isValidIfname, parseIp } from "../addr.ts";
 
 // The table types are part of the Config shape (config.ts); they are re-exported
 // here for the users of the tables, so that config.ts needs nothing from this file.

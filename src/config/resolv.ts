@@ -15,7 +15,7 @@
  * Nothing here caps the number of entries: the protocols that send them do.
  */
 
-import { parseIp4, parseIp6 } from "./addr.ts";
+import { parseIp4, parseIp6 } from "../addr.ts";
 
 /** One "nameserver" line. */
 export interface Nameserver {

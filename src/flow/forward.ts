@@ -35,7 +35,7 @@
  * nothing: the peer address goes through one preallocated buffer that the callback
  * must copy from if it keeps it.
  */
-import { formatIp, isLinkLocal6, isUnspecified6, isV4Mapped6 } from "../config/addr.ts";
+import { formatIp, isLinkLocal6, isUnspecified6, isV4Mapped6 } from "../addr.ts";
 import {
   describePortForwarding,
   PORT_MAX,

@@ -19,28 +19,27 @@
  * are handed back, so that we can reach it before it sends us anything.
  */
 import type { PastaConfig } from "../config/config.ts";
-import { formatIp } from "../config/addr.ts";
+import { formatIp } from "../addr.ts";
 import type { FamilyPlan, NetworkPlan } from "../config/network.ts";
 import { AF, SOCK } from "../ffi/layout.ts";
 import {
   addAddress,
-  type AddressInfo,
   addRoute,
-  closeNetlink,
-  dumpAddresses,
-  dumpLinks,
-  LINK_FLAG,
-  NETLINK_ROUTE,
-  type NetlinkHandle,
-  openNetlink,
   type RouteSpec,
   routeSpecFor,
-  RT_SCOPE,
   setLinkFlags,
   setLinkMac,
   setLinkMtu,
   setLinkUp,
-} from "../netlink.ts";
+} from "../netlink/configure.ts";
+import { type AddressInfo, LINK_FLAG, NETLINK_ROUTE, RT_SCOPE } from "../netlink/codec.ts";
+import {
+  closeNetlink,
+  dumpAddresses,
+  dumpLinks,
+  type NetlinkHandle,
+  openNetlink,
+} from "../netlink/socket.ts";
 import { log } from "../log.ts";
 import type { NsThread } from "./ns_thread.ts";
 

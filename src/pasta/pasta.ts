@@ -54,7 +54,12 @@ import { TapDevice } from "../tap/tap.ts";
 import { setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
 import { watchNamespace } from "./netns_watch.ts";
-import { closeProcNet, openProcNet, PortAutoDetector, type ProcNetFiles } from "../flow/autodetect.ts";
+import {
+  closeProcNet,
+  openProcNet,
+  PortAutoDetector,
+  type ProcNetFiles,
+} from "../flow/autodetect.ts";
 import { PortForwarder, readEphemeralRange } from "../flow/forward.ts";
 import { FORWARD_NONE } from "../config/ports.ts";
 

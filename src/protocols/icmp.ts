@@ -48,7 +48,7 @@
  * request is dropped as "socket".
  */
 
-import { isLoopback4, isLoopback6 } from "../config/addr.ts";
+import { isLoopback4, isLoopback6 } from "../addr.ts";
 import { AF, EPOLL, IPPROTO, MSG, SO, SOCK, SOL } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";

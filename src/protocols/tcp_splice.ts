@@ -53,7 +53,7 @@
  * connection; moving data allocates nothing.
  */
 
-import { isLoopback6 } from "../config/addr.ts";
+import { isLoopback6 } from "../addr.ts";
 import { AF, EPOLL, F, IPPROTO, O, SHUT, SO, SOCK, SOL, SPLICE_F, TCP_OPT } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";

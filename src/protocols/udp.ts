@@ -73,7 +73,7 @@
  * allocates or throws.
  */
 
-import { isLoopback4, isLoopback6 } from "../config/addr.ts";
+import { isLoopback4, isLoopback6 } from "../addr.ts";
 import {
   AF,
   EPOLL,

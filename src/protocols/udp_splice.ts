@@ -31,7 +31,7 @@
  * listens on the target port) only costs the datagram it was about.
  */
 
-import { isLoopback6 } from "../config/addr.ts";
+import { isLoopback6 } from "../addr.ts";
 import { AF, EPOLL, IOVEC_SIZE, IPPROTO, MMSGHDR, MSG, MSGHDR, SOCK } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";

@@ -24,7 +24,7 @@ import {
   parseMacInto,
   parseNetmask4,
   prefixFromNetmask4,
-} from "../../src/config/addr.ts";
+} from "../../src/addr.ts";
 
 function bytes(...b: number[]): Uint8Array {
   return new Uint8Array(b);

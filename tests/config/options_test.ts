@@ -8,7 +8,7 @@ import {
 } from "../../src/config/options.ts";
 import type { Config, Mode } from "../../src/config/config.ts";
 import { describePortForwarding, type PortForwarding } from "../../src/config/ports.ts";
-import { formatIp, formatMac } from "../../src/config/addr.ts";
+import { formatIp, formatMac } from "../../src/addr.ts";
 
 // Our own list of the manual's options (passt.1), per mode; the parser's table must match.
 const COMMON = [

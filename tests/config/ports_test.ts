@@ -9,7 +9,7 @@ import {
   portTarget,
   udpFromTcp,
 } from "../../src/config/ports.ts";
-import { formatIp } from "../../src/config/addr.ts";
+import { formatIp } from "../../src/addr.ts";
 import type { Mode } from "../../src/config/config.ts";
 
 function table(mode: Mode, ...specs: string[]): PortForwarding {

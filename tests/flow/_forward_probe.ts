@@ -9,7 +9,7 @@
  *                                  auto)
  */
 
-import { formatIp, parseIp } from "../../src/config/addr.ts";
+import { formatIp, parseIp } from "../../src/addr.ts";
 import {
   FORWARD_AUTO,
   FORWARD_NONE,

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { AF } from "../../src/ffi/layout.ts";
 import {
   consumeReplyDatagram,
-  describeRoute,
   IFA,
   IFA_F,
   IFADDRMSG_SIZE,
@@ -25,7 +24,6 @@ import {
   parseLink,
   parseMessages,
   parseRoute,
-  routeSpecFor,
   RT_SCOPE,
   RT_TABLE,
   RTA,
@@ -34,7 +32,8 @@ import {
   RTN,
   RTNEXTHOP_SIZE,
   RTPROT,
-} from "../../src/netlink.ts";
+} from "../../src/netlink/codec.ts";
+import { describeRoute, routeSpecFor } from "../../src/netlink/configure.ts";
 
 const PORT = 4242;
 const SEQ = 77;

@@ -5,13 +5,13 @@
 
 import assert from "node:assert/strict";
 import { AF } from "../../src/ffi/layout.ts";
-import { parseIp4, parseIp6, parseMac } from "../../src/config/addr.ts";
+import { parseIp4, parseIp6, parseMac } from "../../src/addr.ts";
 import {
   formatStartupSummary,
   type HostSnapshot,
   selectHost,
   SUMMARY_INDENT,
-} from "../../src/config/host.ts";
+} from "../../src/netlink/host.ts";
 import {
   type AddressInfo,
   IFA_F,
@@ -23,7 +23,7 @@ import {
   RT_TABLE,
   RTN,
   RTPROT,
-} from "../../src/netlink.ts";
+} from "../../src/netlink/codec.ts";
 
 const ip4 = (s: string) => parseIp4(s)!;
 const ip6 = (s: string) => parseIp6(s)!;

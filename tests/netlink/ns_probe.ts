@@ -10,35 +10,32 @@
  */
 
 import { AF } from "../../src/ffi/layout.ts";
-import {
-  formatIp4,
-  formatIp6,
-  formatMac,
-  parseIp4,
-  parseIp6,
-  parseMac,
-} from "../../src/config/addr.ts";
-import { discoverHost, type HostDiscoveryOptions } from "../../src/config/host.ts";
+import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6, parseMac } from "../../src/addr.ts";
+import { discoverHost, type HostDiscoveryOptions } from "../../src/netlink/host.ts";
 import {
   addAddress,
   addRoute,
+  routeSpecFor,
+  setLinkMac,
+  setLinkMtu,
+  setLinkUp,
+} from "../../src/netlink/configure.ts";
+import {
   closeNetlink,
   dumpLinks,
   dumpRoutes,
+  openNetlink,
+  sendRequest,
+  startRequest,
+} from "../../src/netlink/socket.ts";
+import {
   IFINFOMSG_SIZE,
   LINK_FLAG,
   NetlinkError,
   NLM_F,
-  openNetlink,
   type RouteInfo,
-  routeSpecFor,
   RTM,
-  sendRequest,
-  setLinkMac,
-  setLinkMtu,
-  setLinkUp,
-  startRequest,
-} from "../../src/netlink.ts";
+} from "../../src/netlink/codec.ts";
 
 function text(a: Uint8Array | undefined): string | undefined {
   if (a === undefined) return undefined;

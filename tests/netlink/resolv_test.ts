@@ -1,7 +1,7 @@
 /** The resolv.conf parser on sample texts, including garbage it must tolerate. */
 
 import assert from "node:assert/strict";
-import { formatIp4, formatIp6 } from "../../src/config/addr.ts";
+import { formatIp4, formatIp6 } from "../../src/addr.ts";
 import { parseResolvConf, readResolvConf } from "../../src/config/resolv.ts";
 
 const ip = (a: Uint8Array) => a.length === 4 ? formatIp4(a) : formatIp6(a);

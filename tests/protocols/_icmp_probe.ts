@@ -11,7 +11,7 @@
  * did.
  */
 
-import { formatIp4, formatIp6, parseIp4, parseIp6, parseMac } from "../../src/config/addr.ts";
+import { formatIp4, formatIp6, parseIp4, parseIp6, parseMac } from "../../src/addr.ts";
 import { IcmpEcho, type IcmpParams } from "../../src/protocols/icmp.ts";
 import { PacketView } from "../../src/protocols/packet.ts";
 import { EventLoop } from "../../src/loop.ts";

@@ -1,29 +1,21 @@
 /**
- * rtnetlink: reading the host's links, addresses and routes, and configuring a
- * namespace's interface, without running `ip`.
+ * rtnetlink messages: building requests and parsing replies, in memory, without a
+ * socket (socket.ts sends and receives them; host.ts reads the host with them;
+ * configure.ts sets up a namespace's interface with them).
  *
- * Theory of operation: a `NetlinkHandle` is one NETLINK_ROUTE socket plus two
- * preallocated buffers (request, reply) and a sequence counter. The network
- * namespace a handle talks to is the one its socket was opened in: to configure a
- * target namespace, open the handle while inside it (or in a child that joined it)
- * and pass that handle around. Opening and closing are explicit; nothing here
- * keeps a global socket.
- *
- * A request is built in place in the request buffer by `NetlinkMessageWriter`
- * (header, fixed struct, attributes, nested attributes; every write is checked
- * against the buffer's end), sent to the kernel, and answered by one or more
- * datagrams. A dump ends with NLMSG_DONE; a request sent with NLM_F_ACK ends with
- * an NLMSG_ERROR whose error is 0 (an acknowledgement) or a negative errno, which
+ * Theory of operation: a request is built in place in a preallocated buffer by
+ * `NetlinkMessageWriter` (header, fixed struct, attributes, nested attributes;
+ * every write is checked against the buffer's end). A dump is answered by
+ * datagrams ending with NLMSG_DONE; a request sent with NLM_F_ACK by an
+ * NLMSG_ERROR whose error is 0 (an acknowledgement) or a negative errno, which
  * becomes a `NetlinkError` naming the request and, when the kernel provides one
  * (extended ACK), its own message.
  *
  * Replies are untrusted input: every message length, attribute length and fixed
  * field is checked against the bytes actually received, and a malformed reply
  * raises a `NetlinkReplyError` naming the request instead of reading out of
- * bounds. Receive loops are bounded twice: by a receive timeout on the socket
- * (a kernel that never answers gives an error, not a hang) and by a maximum
- * number of datagrams per request. Messages carrying another sequence number or
- * port ID (late answers to an earlier, abandoned request) are skipped.
+ * bounds. Messages carrying another sequence number or port ID (late answers to an
+ * earlier, abandoned request) are skipped.
  *
  * Everything here runs at start-up or at namespace set-up, never on the data
  * path, so the parsed results are plain freshly allocated objects.
@@ -32,22 +24,8 @@
  * <linux/if_addr.h> and <linux/if_link.h>.
  */
 
-import {
-  bind,
-  close,
-  Errno,
-  errnoMessage,
-  errnoName,
-  getsockname,
-  recvfrom,
-  sendto,
-  setsockoptBytes,
-  socket,
-  SysError,
-  trySetsockoptInt,
-} from "./ffi/sys.ts";
-import { AF, MSG, SOCK, SOL } from "./ffi/layout.ts";
-import { formatIp4, formatIp6, formatMac } from "./config/addr.ts";
+import { errnoMessage, errnoName } from "../ffi/sys.ts";
+import { AF } from "../ffi/layout.ts";
 
 // --- constants from the UAPI headers -----------------------------------------------------
 
@@ -166,7 +144,7 @@ export const RT_TABLE = { UNSPEC: 0, COMPAT: 252, DEFAULT: 253, MAIN: 254, LOCAL
 export const RTNH_F = { DEAD: 1, PERVASIVE: 2, ONLINK: 4, LINKDOWN: 16 } as const;
 
 /** rtmsg.rtm_flags: a cloned (cache) route, not a configured one. */
-const RTM_F_CLONED = 0x200;
+export const RTM_F_CLONED = 0x200;
 
 /** Interface flags, ifinfomsg.ifi_flags (<linux/if.h>). */
 export const LINK_FLAG = {
@@ -179,14 +157,8 @@ export const LINK_FLAG = {
   LOWER_UP: 0x10000,
 } as const;
 
-/** Socket options at level SOL_NETLINK (<linux/netlink.h>). */
-const NETLINK_OPT = { CAP_ACK: 10, EXT_ACK: 11 } as const;
-
 /** Extended ACK attribute carrying the kernel's error text (<linux/netlink.h>). */
 const NLMSGERR_ATTR_MSG = 1;
-
-/** SO_RCVTIMEO (the 64-bit time_t form on x86_64 and aarch64): takes a struct timeval. */
-const SO_RCVTIMEO = 20;
 
 /** Bits of nla_type that are flags, not the type (NLA_F_NESTED, NLA_F_NET_BYTEORDER). */
 const NLA_TYPE_MASK = 0x3fff;
@@ -205,19 +177,6 @@ export const IFADDRMSG_SIZE = 8;
 export const RTMSG_SIZE = 12;
 /** struct rtnexthop: len u16, flags u8, hops u8, ifindex i32. */
 export const RTNEXTHOP_SIZE = 8;
-/** struct sockaddr_nl: family u16, pad u16, pid u32, groups u32. */
-const SOCKADDR_NL_SIZE = 12;
-
-/** Request buffer size in bytes: room for any request built here (~100 nexthops). */
-const REQUEST_BUFFER_SIZE = 8192;
-/** Reply buffer size in bytes: larger than any dump datagram the kernel sends (≤ 32 KiB). */
-const REPLY_BUFFER_SIZE = 65536;
-/** Default receive timeout for one reply datagram, in milliseconds. */
-const DEFAULT_TIMEOUT_MS = 5000;
-/** Upper bound on datagrams read for one request, so no reply can loop us forever. */
-const MAX_REPLY_DATAGRAMS = 1 << 20;
-/** Attempts for a dump that the kernel flags as interrupted by a concurrent change. */
-const DUMP_ATTEMPTS = 4;
 
 /** Round `n` up to netlink's 4-byte alignment. */
 function align4(n: number): number {
@@ -475,7 +434,8 @@ function attrAddress(
   return v.slice();
 }
 
-function addressSize(family: number, request: string): number {
+/** Address size in bytes of `family` (4 or 16); a `NetlinkReplyError` naming `request` otherwise. */
+export function addressSize(family: number, request: string): number {
   if (family === AF.INET) return 4;
   if (family === AF.INET6) return 16;
   throw new NetlinkReplyError(request, `unexpected address family ${family}`);
@@ -767,517 +727,4 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-// --- the handle -------------------------------------------------------------------------
-
-/**
- * An open NETLINK_ROUTE socket and its buffers. The network namespace it acts on is
- * the one it was opened in. Close it with `closeNetlink`.
- */
-export interface NetlinkHandle {
-  /** The socket descriptor. Owned by the handle. */
-  readonly fd: number;
-  /** Our port ID, as the kernel assigned it at bind time. */
-  readonly portId: number;
-  /** Receive timeout per reply datagram, in milliseconds. */
-  readonly timeoutMs: number;
-  /** Where requests are built. */
-  readonly writer: NetlinkMessageWriter;
-  /** Where replies are received. */
-  readonly reply: Uint8Array<ArrayBuffer>;
-  /** Scratch sockaddr_nl for sendto/recvfrom. */
-  readonly peer: Uint8Array<ArrayBuffer>;
-  /** Scratch socklen_t for recvfrom. */
-  readonly peerLength: Uint8Array<ArrayBuffer>;
-  /** The sequence number of the last request sent. */
-  seq: number;
-  /** Set once `closeNetlink` ran. */
-  closed: boolean;
-}
-
-/**
- * Open an rtnetlink socket in the calling thread's current network namespace, or
- * set up `socketFd`, an rtnetlink socket created elsewhere (in another network
- * namespace, which it then talks to). `timeoutMs` bounds the wait for each reply
- * datagram. Throws `SysError` on failure.
- */
-export function openNetlink(timeoutMs = DEFAULT_TIMEOUT_MS, socketFd?: number): NetlinkHandle {
-  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
-    throw new RangeError(`openNetlink: timeout must be a positive number of ms, not ${timeoutMs}`);
-  }
-  // A socket made elsewhere (in another network namespace) talks to that namespace.
-  const fd = socketFd ?? socket(AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE);
-  try {
-    const timeval = new Uint8Array(16);
-    const tv = new DataView(timeval.buffer);
-    const us = Math.max(1, Math.round(timeoutMs * 1000));
-    tv.setBigInt64(0, BigInt(Math.floor(us / 1_000_000)), true);
-    tv.setBigInt64(8, BigInt(us % 1_000_000), true);
-    setsockoptBytes(fd, SOL.SOCKET, SO_RCVTIMEO, timeval);
-    // Optional: error text from the kernel, and errors without our request echoed.
-    trySetsockoptInt(fd, SOL.NETLINK, NETLINK_OPT.EXT_ACK, 1);
-    trySetsockoptInt(fd, SOL.NETLINK, NETLINK_OPT.CAP_ACK, 1);
-    const addr = new Uint8Array(SOCKADDR_NL_SIZE);
-    addr[0] = AF.NETLINK;
-    // bind(2) with port ID 0: the kernel picks a unique one, which we read back.
-    bind(fd, addr, SOCKADDR_NL_SIZE, "netlink");
-    const bound = new Uint8Array(SOCKADDR_NL_SIZE);
-    getsockname(fd, bound);
-    const portId = new DataView(bound.buffer).getUint32(4, true);
-    const peer = new Uint8Array(SOCKADDR_NL_SIZE);
-    return {
-      fd,
-      portId,
-      timeoutMs,
-      writer: new NetlinkMessageWriter(new Uint8Array(REQUEST_BUFFER_SIZE)),
-      reply: new Uint8Array(REPLY_BUFFER_SIZE),
-      peer,
-      peerLength: new Uint8Array(4),
-      seq: Math.floor(Date.now() / 1000) >>> 0,
-      closed: false,
-    };
-  } catch (e) {
-    close(fd);
-    throw e;
-  }
-}
-
-/** Close the handle's socket. Closing twice is harmless. */
-export function closeNetlink(h: NetlinkHandle): void {
-  if (h.closed) return;
-  h.closed = true;
-  close(h.fd);
-}
-
-const KERNEL_ADDRESS = (() => {
-  const a = new Uint8Array(SOCKADDR_NL_SIZE);
-  a[0] = AF.NETLINK;
-  return a;
-})();
-
-/**
- * Start a request of `type` with `flags` in the handle's writer, with a fresh
- * sequence number; fill it through `h.writer`, then call `sendRequest`. For
- * requests this module has no function for.
- */
-export function startRequest(h: NetlinkHandle, type: number, flags: number): void {
-  if (h.closed) throw new Error("netlink handle used after closeNetlink");
-  h.seq = (h.seq + 1) >>> 0;
-  h.writer.begin(type, flags, h.seq);
-}
-
-/**
- * Send the request built in the handle's writer, then read datagrams until its
- * reply ends (NLMSG_DONE, or the NLMSG_ERROR acknowledgement for NLM_F_ACK), giving
- * each data message to `onData`. `request` names it in errors. Throws
- * `NetlinkError` if the kernel refuses it and `NetlinkReplyError` if the reply is
- * malformed or does not come within the handle's timeout.
- */
-export function sendRequest(
-  h: NetlinkHandle,
-  request: string,
-  onData: (msg: NetlinkMessage) => void,
-): void {
-  const length = h.writer.end();
-  let sent: number;
-  do {
-    sent = sendto(h.fd, h.writer.buf, length, 0, KERNEL_ADDRESS, SOCKADDR_NL_SIZE);
-  } while (sent === -Errno.EINTR);
-  if (sent < 0) throw new SysError("sendto", -sent, `netlink ${request}`);
-  if (sent !== length) {
-    throw new NetlinkReplyError(request, `short send (${sent} of ${length} bytes)`);
-  }
-  const peerView = new DataView(h.peer.buffer);
-  for (let datagrams = 0; datagrams < MAX_REPLY_DATAGRAMS; datagrams++) {
-    new DataView(h.peerLength.buffer).setUint32(0, SOCKADDR_NL_SIZE, true);
-    const got = recvfrom(h.fd, h.reply, h.reply.length, MSG.TRUNC, h.peer, h.peerLength);
-    if (got === -Errno.EINTR) continue;
-    if (got === -Errno.EAGAIN) {
-      throw new NetlinkReplyError(request, `no reply from the kernel within ${h.timeoutMs} ms`);
-    }
-    if (got < 0) throw new SysError("recvfrom", -got, `netlink ${request}`);
-    if (got > h.reply.length) {
-      throw new NetlinkReplyError(
-        request,
-        `reply datagram of ${got} bytes exceeds the ${h.reply.length}-byte buffer`,
-      );
-    }
-    if (peerView.getUint32(4, true) !== 0) continue; // not from the kernel
-    if (consumeReplyDatagram(h.reply, got, h.seq, h.portId, request, onData) === "done") return;
-  }
-  throw new NetlinkReplyError(request, `reply did not end within ${MAX_REPLY_DATAGRAMS} datagrams`);
-}
-
-/** Run a dump, retrying while the kernel flags it as interrupted by a concurrent change. */
-function dump<T>(
-  h: NetlinkHandle,
-  request: string,
-  build: () => void,
-  expectType: number,
-  decode: (payload: Uint8Array) => T | undefined,
-): T[] {
-  for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
-    const out: T[] = [];
-    let interrupted = false;
-    build();
-    sendRequest(h, request, (msg) => {
-      if ((msg.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
-      if (msg.type !== expectType) return;
-      const item = decode(msg.payload);
-      if (item !== undefined) out.push(item);
-    });
-    if (!interrupted) return out;
-  }
-  throw new NetlinkReplyError(request, `dump interrupted ${DUMP_ATTEMPTS} times by changes`);
-}
-
-// --- dumps ------------------------------------------------------------------------------
-
-/** All network interfaces of the handle's namespace, in kernel order. */
-export function dumpLinks(h: NetlinkHandle): LinkInfo[] {
-  const request = "RTM_GETLINK dump";
-  return dump(
-    h,
-    request,
-    () => {
-      startRequest(h, RTM.GETLINK, NLM_F.REQUEST | NLM_F.DUMP);
-      h.writer.reserve(IFINFOMSG_SIZE);
-    },
-    RTM.NEWLINK,
-    (payload) => parseLink(payload, request),
-  );
-}
-
-/** All addresses of `family` (AF.INET, AF.INET6, or AF.UNSPEC for both), in kernel order. */
-export function dumpAddresses(h: NetlinkHandle, family: number = AF.UNSPEC): AddressInfo[] {
-  const request = `RTM_GETADDR dump (${familyName(family)})`;
-  return dump(
-    h,
-    request,
-    () => {
-      startRequest(h, RTM.GETADDR, NLM_F.REQUEST | NLM_F.DUMP);
-      const at = h.writer.reserve(IFADDRMSG_SIZE);
-      h.writer.view.setUint8(at, family);
-    },
-    RTM.NEWADDR,
-    (payload) => {
-      const a = parseAddress(payload, request);
-      return family === AF.UNSPEC || a.family === family ? a : undefined;
-    },
-  );
-}
-
-/**
- * Routes of the main table for `family` (AF.INET or AF.INET6), in kernel order;
- * cached (cloned) routes are left out.
- */
-export function dumpRoutes(h: NetlinkHandle, family: number): RouteInfo[] {
-  const request = `RTM_GETROUTE dump (${familyName(family)})`;
-  addressSize(family, request);
-  return dump(
-    h,
-    request,
-    () => {
-      startRequest(h, RTM.GETROUTE, NLM_F.REQUEST | NLM_F.DUMP);
-      const at = h.writer.reserve(RTMSG_SIZE);
-      h.writer.view.setUint8(at, family);
-    },
-    RTM.NEWROUTE,
-    (payload) => {
-      const r = parseRoute(payload, request);
-      if (r.family !== family || r.table !== RT_TABLE.MAIN) return undefined;
-      return (r.flags & RTM_F_CLONED) !== 0 ? undefined : r;
-    },
-  );
-}
-
-function familyName(family: number): string {
-  if (family === AF.INET) return "IPv4";
-  if (family === AF.INET6) return "IPv6";
-  if (family === AF.UNSPEC) return "all families";
-  return `family ${family}`;
-}
-
-function familyOf(address: Uint8Array, what: string): number {
-  if (address.length === 4) return AF.INET;
-  if (address.length === 16) return AF.INET6;
-  throw new RangeError(`${what}: address must be 4 or 16 bytes, not ${address.length}`);
-}
-
-function formatAddress(a: Uint8Array): string {
-  return a.length === 4 ? formatIp4(a) : formatIp6(a);
-}
-
-/** Send the request in the writer with NLM_F_ACK and wait for the acknowledgement. */
-function acknowledged(h: NetlinkHandle, request: string): void {
-  sendRequest(h, request, () => {});
-}
-
-// --- configuration ----------------------------------------------------------------------
-
-/** Options of `addAddress`. */
-export interface AddAddressOptions {
-  /**
-   * IPv6: skip duplicate address detection (IFA_F_NODAD). Default true: the
-   * namespace's peer on the tap link is passt itself, which would answer the DAD
-   * probe for the very address we copy from the host, and DAD would also leave the
-   * address unusable (tentative) for a second after start.
-   */
-  readonly noDad?: boolean;
-  /**
-   * Do not create the prefix route for the address (IFA_F_NOPREFIXROUTE). Set it
-   * when the host's routes, prefix route included, are copied afterwards, so that
-   * copying does not fail with EEXIST. Default false.
-   */
-  readonly noPrefixRoute?: boolean;
-  /**
-   * Change an address that is already there (NLM_F_REPLACE) instead of adding a
-   * new one: its flags (say, IFA_F_NODAD) and lifetimes. Default false.
-   */
-  readonly replace?: boolean;
-  /** RT_SCOPE_* of the address (default RT_SCOPE.UNIVERSE; LINK for fe80::/10). */
-  readonly scope?: number;
-}
-
-/**
- * Add `address` (4 or 16 bytes, network order) with `prefixLength` to interface
- * `ifindex`. Throws `NetlinkError` (EEXIST if it is already there).
- */
-export function addAddress(
-  h: NetlinkHandle,
-  ifindex: number,
-  address: Uint8Array,
-  prefixLength: number,
-  options: AddAddressOptions = {},
-): void {
-  const family = familyOf(address, "addAddress");
-  if (!Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > address.length * 8) {
-    throw new RangeError(`addAddress: bad prefix length ${prefixLength}`);
-  }
-  let flags = 0;
-  if (family === AF.INET6 && (options.noDad ?? true)) flags |= IFA_F.NODAD;
-  if (options.noPrefixRoute ?? false) flags |= IFA_F.NOPREFIXROUTE;
-  const replace = options.replace ?? false;
-  const request = `RTM_NEWADDR (${replace ? "change" : "add"} ${
-    formatAddress(address)
-  }/${prefixLength} on ifindex ${ifindex})`;
-  startRequest(
-    h,
-    RTM.NEWADDR,
-    NLM_F.REQUEST | NLM_F.ACK | (replace ? NLM_F.REPLACE : NLM_F.CREATE | NLM_F.EXCL),
-  );
-  const w = h.writer;
-  const at = w.reserve(IFADDRMSG_SIZE);
-  w.view.setUint8(at, family);
-  w.view.setUint8(at + 1, prefixLength);
-  w.view.setUint8(at + 2, flags & 0xff);
-  w.view.setUint8(at + 3, options.scope ?? RT_SCOPE.UNIVERSE);
-  w.view.setUint32(at + 4, ifindex, true);
-  w.attrBytes(IFA.LOCAL, address);
-  w.attrBytes(IFA.ADDRESS, address);
-  if (flags > 0xff) w.attrU32(IFA.FLAGS, flags);
-  acknowledged(h, request);
-}
-
-/** One path of a multipath route to add. */
-export interface NexthopSpec {
-  /** Gateway, network order, same family as the route. */
-  readonly gateway?: Uint8Array;
-  /** Output interface index. */
-  readonly ifindex: number;
-  /** Weight, 1..256 (default 1). */
-  readonly weight?: number;
-}
-
-/** A route to add with `addRoute`. */
-export interface RouteSpec {
-  /** AF.INET or AF.INET6. */
-  readonly family: number;
-  /** Destination network, network order; omitted or with `dstLength` 0: default route. */
-  readonly dst?: Uint8Array;
-  /** Destination prefix length in bits (default 0). */
-  readonly dstLength?: number;
-  /** Gateway, network order. */
-  readonly gateway?: Uint8Array;
-  /** Output interface index (single path). */
-  readonly ifindex?: number;
-  /** Paths of a multipath route; used instead of gateway/ifindex when non-empty. */
-  readonly nexthops?: readonly NexthopSpec[];
-  /** Metric (RTA_PRIORITY); omitted: the kernel's default. */
-  readonly metric?: number;
-  /** Preferred source address, network order. */
-  readonly prefsrc?: Uint8Array;
-  /** RTPROT_* origin (default RTPROT.BOOT, as `ip route add`). */
-  readonly protocol?: number;
-  /** RT_SCOPE_* (default: LINK without a gateway, UNIVERSE with one). */
-  readonly scope?: number;
-  /** RTN_* type (default RTN.UNICAST). */
-  readonly type?: number;
-  /** Routing table (default RT_TABLE.MAIN). */
-  readonly table?: number;
-  /** Treat the gateway as on-link even without a matching prefix route (RTNH_F_ONLINK). */
-  readonly onLink?: boolean;
-}
-
-/** Describe a route for error messages, like `ip route` would print it. */
-export function describeRoute(r: RouteSpec): string {
-  const size = r.family === AF.INET ? 4 : 16;
-  const dstLength = r.dstLength ?? 0;
-  const dst = dstLength === 0
-    ? "default"
-    : `${formatAddress(r.dst ?? new Uint8Array(size))}/${dstLength}`;
-  let text = dst;
-  if (r.gateway !== undefined) text += ` via ${formatAddress(r.gateway)}`;
-  if (r.ifindex !== undefined) text += ` dev #${r.ifindex}`;
-  for (const hop of r.nexthops ?? []) {
-    text += ` nexthop${hop.gateway === undefined ? "" : ` via ${formatAddress(hop.gateway)}`}` +
-      ` dev #${hop.ifindex} weight ${hop.weight ?? 1}`;
-  }
-  if (r.metric !== undefined) text += ` metric ${r.metric}`;
-  return text;
-}
-
-/**
- * The spec that re-creates host route `route` in another namespace with every
- * output interface replaced by `ifindex` (the namespace's interface), as
- * --config-net copies routes. Destination, gateways, weights, metric, origin,
- * scope, type and the on-link flag are kept; the preferred source is dropped, as
- * the namespace may not hold that address.
- */
-export function routeSpecFor(route: RouteInfo, ifindex: number): RouteSpec {
-  const base = {
-    family: route.family,
-    dst: route.dst,
-    dstLength: route.dstLength,
-    metric: route.priority,
-    protocol: route.protocol,
-    scope: route.scope,
-    type: route.type,
-    onLink: (route.flags & RTNH_F.ONLINK) !== 0 ||
-      route.nexthops.some((n) => (n.flags & RTNH_F.ONLINK) !== 0),
-  };
-  if (route.nexthops.length > 0) {
-    const nexthops = route.nexthops.map((n): NexthopSpec =>
-      n.gateway === undefined
-        ? { ifindex, weight: n.weight }
-        : { ifindex, weight: n.weight, gateway: n.gateway }
-    );
-    return { ...base, nexthops };
-  }
-  return route.gateway === undefined
-    ? { ...base, ifindex }
-    : { ...base, ifindex, gateway: route.gateway };
-}
-
-/** Add a route. Throws `NetlinkError` (EEXIST if present, ENETUNREACH if the gateway is not on-link). */
-export function addRoute(h: NetlinkHandle, r: RouteSpec): void {
-  const size = addressSize(r.family, "addRoute");
-  const dstLength = r.dstLength ?? 0;
-  if (!Number.isInteger(dstLength) || dstLength < 0 || dstLength > size * 8) {
-    throw new RangeError(`addRoute: bad prefix length ${dstLength}`);
-  }
-  const checkSize = (a: Uint8Array | undefined, what: string) => {
-    if (a !== undefined && a.length !== size) {
-      throw new RangeError(`addRoute: ${what} must be ${size} bytes, not ${a.length}`);
-    }
-  };
-  checkSize(r.dst, "destination");
-  checkSize(r.gateway, "gateway");
-  checkSize(r.prefsrc, "preferred source");
-  const hops = r.nexthops ?? [];
-  for (const hop of hops) checkSize(hop.gateway, "nexthop gateway");
-  const hasGateway = r.gateway !== undefined || hops.some((n) => n.gateway !== undefined);
-  const table = r.table ?? RT_TABLE.MAIN;
-
-  const request = `RTM_NEWROUTE (add ${describeRoute(r)})`;
-  startRequest(h, RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL);
-  const w = h.writer;
-  const at = w.reserve(RTMSG_SIZE);
-  w.view.setUint8(at, r.family);
-  w.view.setUint8(at + 1, dstLength);
-  w.view.setUint8(at + 4, table < 256 ? table : RT_TABLE.UNSPEC);
-  w.view.setUint8(at + 5, r.protocol ?? RTPROT.BOOT);
-  w.view.setUint8(at + 6, r.scope ?? (hasGateway ? RT_SCOPE.UNIVERSE : RT_SCOPE.LINK));
-  w.view.setUint8(at + 7, r.type ?? RTN.UNICAST);
-  w.view.setUint32(at + 8, r.onLink ? RTNH_F.ONLINK : 0, true);
-  if (table >= 256) w.attrU32(RTA.TABLE, table);
-  if (dstLength > 0) w.attrBytes(RTA.DST, r.dst ?? new Uint8Array(size));
-  if (r.prefsrc !== undefined) w.attrBytes(RTA.PREFSRC, r.prefsrc);
-  if (r.metric !== undefined) w.attrU32(RTA.PRIORITY, r.metric);
-  if (hops.length > 0) {
-    const nest = w.nestBegin(RTA.MULTIPATH);
-    for (const hop of hops) {
-      const weight = hop.weight ?? 1;
-      if (!Number.isInteger(weight) || weight < 1 || weight > 256) {
-        throw new RangeError(`addRoute: nexthop weight ${weight} outside 1..256`);
-      }
-      const hopAt = w.reserve(RTNEXTHOP_SIZE);
-      w.view.setUint8(hopAt + 2, r.onLink ? RTNH_F.ONLINK : 0);
-      w.view.setUint8(hopAt + 3, weight - 1);
-      w.view.setInt32(hopAt + 4, hop.ifindex, true);
-      if (hop.gateway !== undefined) w.attrBytes(RTA.GATEWAY, hop.gateway);
-      w.view.setUint16(hopAt, w.length - hopAt, true);
-    }
-    w.nestEnd(nest);
-  } else {
-    if (r.gateway !== undefined) w.attrBytes(RTA.GATEWAY, r.gateway);
-    if (r.ifindex !== undefined) w.attrU32(RTA.OIF, r.ifindex);
-  }
-  acknowledged(h, request);
-}
-
-/** Change link attributes with RTM_NEWLINK on an existing interface. */
-function changeLink(
-  h: NetlinkHandle,
-  ifindex: number,
-  request: string,
-  flags: number,
-  change: number,
-  attrs: (w: NetlinkMessageWriter) => void,
-): void {
-  startRequest(h, RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK);
-  const w = h.writer;
-  const at = w.reserve(IFINFOMSG_SIZE);
-  w.view.setUint8(at, AF.UNSPEC);
-  w.view.setInt32(at + 4, ifindex, true);
-  w.view.setUint32(at + 8, flags, true);
-  w.view.setUint32(at + 12, change, true);
-  attrs(w);
-  acknowledged(h, request);
-}
-
-/**
- * Set the link flags of interface `ifindex` selected by `mask` (IFF_* bits, see
- * `LINK_FLAG`) to their values in `flags`; others stay as they are.
- */
-export function setLinkFlags(h: NetlinkHandle, ifindex: number, flags: number, mask: number): void {
-  const request = `RTM_NEWLINK (set ifindex ${ifindex} flags 0x${flags.toString(16)}/0x${
-    mask.toString(16)
-  })`;
-  changeLink(h, ifindex, request, flags & mask, mask, () => {});
-}
-
-/** Bring interface `ifindex` up (IFF_UP). */
-export function setLinkUp(h: NetlinkHandle, ifindex: number): void {
-  const request = `RTM_NEWLINK (set ifindex ${ifindex} up)`;
-  changeLink(h, ifindex, request, LINK_FLAG.UP, LINK_FLAG.UP, () => {});
-}
-
-/** Set the MTU of interface `ifindex`, in bytes. */
-export function setLinkMtu(h: NetlinkHandle, ifindex: number, mtu: number): void {
-  if (!Number.isInteger(mtu) || mtu <= 0 || mtu > 0xffffffff) {
-    throw new RangeError(`setLinkMtu: bad MTU ${mtu}`);
-  }
-  const request = `RTM_NEWLINK (set ifindex ${ifindex} MTU ${mtu})`;
-  changeLink(h, ifindex, request, 0, 0, (w) => w.attrU32(IFLA.MTU, mtu));
-}
-
-/** Set the hardware address of interface `ifindex` (6 bytes for Ethernet). */
-export function setLinkMac(h: NetlinkHandle, ifindex: number, mac: Uint8Array): void {
-  if (mac.length === 0 || mac.length > 32) {
-    throw new RangeError(`setLinkMac: bad hardware address length ${mac.length}`);
-  }
-  const request = `RTM_NEWLINK (set ifindex ${ifindex} address ${formatMac(mac)})`;
-  changeLink(h, ifindex, request, 0, 0, (w) => w.attrBytes(IFLA.ADDRESS, mac));
 }

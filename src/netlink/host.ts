@@ -34,14 +34,11 @@ import {
   dumpAddresses,
   dumpLinks,
   dumpRoutes,
-  IFA_F,
-  LINK_FLAG,
   type NetlinkHandle,
   openNetlink,
-  RT_SCOPE,
-  RTN,
-} from "../netlink.ts";
-import type { AddressInfo, LinkInfo, Nexthop, RouteInfo } from "../netlink.ts";
+} from "./socket.ts";
+import { IFA_F, LINK_FLAG, RT_SCOPE, RTN } from "./codec.ts";
+import type { AddressInfo, LinkInfo, Nexthop, RouteInfo } from "./codec.ts";
 import {
   formatIp4,
   formatIp6,
@@ -50,7 +47,7 @@ import {
   isLinkLocal6,
   isMulticast6,
   netmaskFromPrefix4,
-} from "./addr.ts";
+} from "../addr.ts";
 
 /** What discovery is asked to honour (from -i, --outbound-if4/6, -4, -6). */
 export interface HostDiscoveryOptions {
