@@ -156,6 +156,81 @@ export function ipv6PayloadEnd(pkt: PacketView, offset: number): number {
   return offset + IP6_HLEN + plen;
 }
 
+/** IPv6 Hop-by-Hop Options header (RFC 8200 4.3): only directly after the fixed header. */
+export const IPPROTO_HOPOPTS = 0;
+/** IPv6 Routing header (RFC 8200 4.4). */
+export const IPPROTO_ROUTING = 43;
+/** IPv6 Fragment header (RFC 8200 4.5). */
+export const IPPROTO_FRAGMENT = 44;
+/** IPv6 "No Next Header" (RFC 8200 4.7): nothing follows. */
+export const IPPROTO_NONE = 59;
+/** IPv6 Destination Options header (RFC 8200 4.6). */
+export const IPPROTO_DSTOPTS = 60;
+
+/** `Ipv6HeaderWalk.walk`: truncated or misplaced extension headers. */
+export const IP6_WALK_MALFORMED = -1;
+/** `Ipv6HeaderWalk.walk`: a Fragment header (fragments are not reassembled). */
+export const IP6_WALK_FRAGMENT = -2;
+/** `Ipv6HeaderWalk.walk`: No Next Header, there is no upper-layer header. */
+export const IP6_WALK_NO_NEXT = -3;
+/** Extension headers walked at most: each takes 8 bytes or more, so this is generous. */
+const IP6_EXT_MAX = 32;
+
+/**
+ * Finds the upper-layer header of an IPv6 packet behind its extension headers.
+ *
+ * Hop-by-Hop Options (only first, as RFC 8200 4.1 requires), Routing (only with
+ * no segments left: we are the final destination, never a router on the way) and
+ * Destination Options are skipped by their length field, ((len + 1) * 8 bytes),
+ * each checked to lie inside the payload through the PacketView. What stops the
+ * walk is the upper-layer protocol, whatever it is: TCP, UDP and ICMPv6, and also
+ * anything else (AH, ESP, unknown numbers), which the caller drops as an unknown
+ * protocol. One walker is made per dispatcher and reused: walking allocates nothing.
+ */
+export class Ipv6HeaderWalk {
+  /** Window offset of the upper-layer header after a walk that returned >= 0. */
+  upperOffset = 0;
+
+  /**
+   * Walks the packet whose IPv6 header is at window offset `offset` of `pkt` and
+   * whose payload ends at `end` (from `ipv6PayloadEnd`). Returns the upper-layer
+   * protocol number (and sets `upperOffset`), or IP6_WALK_MALFORMED,
+   * IP6_WALK_FRAGMENT or IP6_WALK_NO_NEXT.
+   */
+  walk(pkt: PacketView, offset: number, end: number): number {
+    let next = pkt.u8(offset + IP6_NXT);
+    let at = offset + IP6_HLEN;
+    for (let i = 0; i < IP6_EXT_MAX; i++) {
+      switch (next) {
+        case IPPROTO_HOPOPTS:
+          if (i !== 0) return IP6_WALK_MALFORMED;
+          break;
+        case IPPROTO_ROUTING:
+          // Segments left (byte 3) not zero: the packet is to be routed on.
+          if (at + 4 > end || pkt.u8(at + 3) !== 0) return IP6_WALK_MALFORMED;
+          break;
+        case IPPROTO_DSTOPTS:
+          break;
+        case IPPROTO_FRAGMENT:
+          return IP6_WALK_FRAGMENT;
+        case IPPROTO_NONE:
+          return IP6_WALK_NO_NEXT;
+        default:
+          if (at > end) return IP6_WALK_MALFORMED;
+          this.upperOffset = at;
+          return next;
+      }
+      // Next header (byte 0) and length in 8-byte units past the first 8 (byte 1).
+      if (at + 8 > end || !pkt.has(at, 8)) return IP6_WALK_MALFORMED;
+      const length = (pkt.u8(at + 1) + 1) * 8;
+      if (at + length > end) return IP6_WALK_MALFORMED;
+      next = pkt.u8(at);
+      at += length;
+    }
+    return IP6_WALK_MALFORMED;
+  }
+}
+
 /**
  * Writes a 20-byte IPv4 header (no options, DF clear, ID 0) at window `offset` of
  * `out`, with `payloadLength` bytes following, and fills in its checksum. `src` and

@@ -6,10 +6,13 @@
  * `handle`, as one PacketView re-pointed per frame. The Ethernet type and, for
  * IP, the protocol and ports pick the service: ARP; DHCP (UDP to port 67); NDP
  * (ICMPv6 133–137); DHCPv6 (UDP to port 547); ICMP/ICMPv6 echo; TCP and UDP
- * (translation to host sockets: a later stage). Services write replies straight
- * into the tap's output arena. On the way, the guest's MAC address and its
- * IPv4, IPv6 global and IPv6 link-local source addresses are learned: replies and
- * traffic from the host go to the addresses the guest actually uses.
+ * (translation to host sockets). IPv6 extension headers (hop-by-hop, routing
+ * with no segments left, destination options) are walked to the upper-layer
+ * header; fragments and No Next Header are dropped and counted. Services write
+ * replies straight into the tap's output arena. On the way, the guest's MAC
+ * address and its IPv4, IPv6 global and IPv6 link-local source addresses are
+ * learned: replies and traffic from the host go to the addresses the guest
+ * actually uses.
  * Whatever nobody handles is dropped and counted, never thrown.
  */
 import type { NetworkPlan } from "../config/network.ts";
@@ -17,7 +20,12 @@ import type { FrameOutput, TransportHandler } from "../flow/context.ts";
 import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
 import { DHCP_LEASE_INFINITE, type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
-import { type Dhcpv6Params, dhcpv6Reply, isDhcpv6Frame } from "../protocols/dhcpv6.ts";
+import {
+  DHCPV6_SERVER_PORT,
+  type Dhcpv6Params,
+  dhcpv6Reply,
+  isDhcpv6Frame,
+} from "../protocols/dhcpv6.ts";
 import {
   ETH_HLEN,
   ETH_P_ARP,
@@ -29,17 +37,23 @@ import {
 import {
   IP4_PROTO,
   IP4_SRC,
+  IP6_HLEN,
   IP6_NXT,
+  IP6_PLEN,
   IP6_SRC,
+  IP6_WALK_FRAGMENT,
+  IP6_WALK_NO_NEXT,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
   ipv4HeaderLength,
   ipv4IsFragment,
+  Ipv6HeaderWalk,
   ipv6PayloadEnd,
+  UDP_DPORT,
 } from "../protocols/ip.ts";
-import { isNdpFrame, type NdpParams, ndpReply } from "../protocols/ndp.ts";
+import { isNdpFrame, type NdpParams, ndpReply, NdpType } from "../protocols/ndp.ts";
 import type { PacketView } from "../protocols/packet.ts";
 
 /** An echo handler (ICMP or ICMPv6), see protocols/icmp.ts. */
@@ -69,11 +83,16 @@ export interface IngressStats {
   icmp: number;
   tcp: number;
   udp: number;
+  /** Dropped, all reasons (the two below included). */
   dropped: number;
+  /** IPv6 fragments (a Fragment header): not reassembled, dropped. */
+  fragments: number;
+  /** IPv6 packets with No Next Header: nothing to hand on, dropped. */
+  noNextHeader: number;
 }
 
-const IP6_HLEN = 40;
-const ICMPV6_TYPE = ETH_HLEN + IP6_HLEN;
+/** Window offset of the upper-layer header of an IPv6 frame with no extension headers. */
+const L4_PLAIN = ETH_HLEN + IP6_HLEN;
 const ICMPV6_ECHO_REQUEST = 128;
 
 /** Dispatch of guest frames to the services. */
@@ -98,7 +117,11 @@ export class Ingress {
     tcp: 0,
     udp: 0,
     dropped: 0,
+    fragments: 0,
+    noNextHeader: 0,
   };
+  /** Reused for every IPv6 frame: finds the upper-layer header. */
+  readonly #walk = new Ipv6HeaderWalk();
 
   constructor(plan: NetworkPlan, guest: GuestState, tap: FrameOutput) {
     this.#tap = tap;
@@ -259,17 +282,28 @@ export class Ingress {
       return;
     }
     this.#learnAddr6(pkt);
-    const next = pkt.u8(ETH_HLEN + IP6_NXT);
-    const payloadLength = end - (ETH_HLEN + IP6_HLEN);
+    const next = this.#walk.walk(pkt, ETH_HLEN, end);
+    if (next < 0) {
+      if (next === IP6_WALK_FRAGMENT) this.stats.fragments++;
+      else if (next === IP6_WALK_NO_NEXT) this.stats.noNextHeader++;
+      this.stats.dropped++;
+      return;
+    }
+    let l4 = this.#walk.upperOffset;
+    if (l4 !== L4_PLAIN && isServiceMessage(pkt, next, l4)) {
+      l4 = this.#dropExtensionHeaders(pkt, next, l4, end);
+    }
+    const headersLength = l4 - ETH_HLEN;
+    const payloadLength = end - l4;
     if (next === IPPROTO_ICMPV6) {
       if (this.#ndp !== undefined && isNdpFrame(pkt)) {
         this.stats.ndp++;
         this.#reply(ndpReply(pkt, this.#ndp, this.#tap.next()));
         return;
       }
-      if (pkt.u8(ICMPV6_TYPE) === ICMPV6_ECHO_REQUEST && this.#echo !== undefined) {
+      if (pkt.u8(l4) === ICMPV6_ECHO_REQUEST && this.#echo !== undefined) {
         this.stats.icmp++;
-        this.#echo.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
+        this.#echo.fromTap6(pkt, ETH_HLEN, headersLength, payloadLength);
         return;
       }
     } else if (next === IPPROTO_UDP) {
@@ -280,15 +314,34 @@ export class Ingress {
       }
       if (this.#udp !== undefined) {
         this.stats.udp++;
-        this.#udp.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
+        this.#udp.fromTap6(pkt, ETH_HLEN, headersLength, payloadLength);
         return;
       }
     } else if (next === IPPROTO_TCP && this.#tcp !== undefined) {
       this.stats.tcp++;
-      this.#tcp.fromTap6(pkt, ETH_HLEN, IP6_HLEN, payloadLength);
+      this.#tcp.fromTap6(pkt, ETH_HLEN, headersLength, payloadLength);
       return;
     }
     this.stats.dropped++;
+  }
+
+  /**
+   * NDP and DHCPv6 (see `isServiceMessage`) read their headers at the fixed offset behind a bare IPv6
+   * header. For ICMPv6 and UDP behind extension headers (rare: a hop-by-hop router
+   * alert, say), the upper-layer bytes at `l4` are moved down over the extension
+   * headers, in place, and the fixed header's next header and payload length
+   * rewritten, so that every service sees the same frame. The transport checksum
+   * stays valid: its pseudo-header has the addresses, the upper-layer length and
+   * protocol, none of which change (a routing header with segments left was
+   * refused by the walk). Returns the new upper-layer offset.
+   */
+  #dropExtensionHeaders(pkt: PacketView, next: number, l4: number, end: number): number {
+    const length = end - l4;
+    pkt.move(L4_PLAIN, l4, length);
+    pkt.put8(ETH_HLEN + IP6_NXT, next);
+    pkt.put16(ETH_HLEN + IP6_PLEN, length);
+    pkt.setLength(L4_PLAIN + length);
+    return L4_PLAIN;
   }
 
   #learnAddr6(pkt: PacketView): void {
@@ -302,4 +355,17 @@ export class Ingress {
     const addr = linkLocal ? this.#guest.addr6LinkLocal : this.#guest.addr6;
     for (let i = 0; i < 16; i++) addr[i] = pkt.u8(ETH_HLEN + IP6_SRC + i);
   }
+}
+
+/**
+ * True if the upper-layer header `next` at `l4` is for NDP (ICMPv6 133–137) or
+ * DHCPv6 (UDP to port 547), the services that expect it right after the fixed
+ * IPv6 header.
+ */
+function isServiceMessage(pkt: PacketView, next: number, l4: number): boolean {
+  if (next === IPPROTO_ICMPV6) {
+    const type = pkt.u8(l4);
+    return type >= NdpType.ROUTER_SOLICIT && type <= NdpType.REDIRECT;
+  }
+  return next === IPPROTO_UDP && pkt.u16(l4 + UDP_DPORT) === DHCPV6_SERVER_PORT;
 }
