@@ -40,6 +40,7 @@
  * The reply must be built in a buffer distinct from the request's.
  */
 
+import type { NetworkPlan } from "../config/network.ts";
 import { encodeDomainList } from "./dns_name.ts";
 import {
   ETH_ALEN,
@@ -164,6 +165,27 @@ export interface DhcpParams {
 
 /** Lease time (option 51) meaning "infinite" (RFC 2131 3.3), seconds. */
 export const DHCP_LEASE_INFINITE = 0xffffffff;
+
+/**
+ * The DHCP server's parameters for `plan`, or undefined when it does not run
+ * (no IPv4, --no-dhcp, or no gateway to answer from). The lease policy lives
+ * here: infinite (RFC 2131 3.3), as the C passt, since the address never changes.
+ */
+export function dhcpParamsFor(plan: NetworkPlan): DhcpParams | undefined {
+  const ip4 = plan.ip4;
+  if (ip4 === undefined || !plan.dhcp || ip4.gateway === undefined) return undefined;
+  return {
+    ourMac: plan.ourMac,
+    serverAddr: ip4.gateway,
+    guestAddr: ip4.address,
+    prefixLength: ip4.prefixLength,
+    router: ip4.gateway,
+    dns: ip4.dns,
+    search: plan.search,
+    mtu: plan.mtu,
+    leaseTimeSeconds: DHCP_LEASE_INFINITE,
+  };
+}
 
 /** Reasons a DHCP frame gets no reply. */
 export type DhcpDrop =

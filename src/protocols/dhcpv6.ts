@@ -36,6 +36,7 @@
  * The reply must be built in a buffer distinct from the request's.
  */
 
+import type { NetworkPlan } from "../config/network.ts";
 import { encodeDomainList } from "./dns_name.ts";
 import { ETH_ALEN, ETH_HLEN, ETH_P_IPV6, ETH_SRC, ethType, writeEthHeader } from "./ethernet.ts";
 import {
@@ -120,6 +121,28 @@ export interface Dhcpv6Params {
   readonly validLifetimeSeconds: number;
   /** Preferred lifetime of the address, seconds, at most the valid lifetime. */
   readonly preferredLifetimeSeconds: number;
+}
+
+/** Address lifetimes (seconds): infinite, since the address never changes. */
+const LIFETIME_INFINITE = 0xffffffff;
+
+/**
+ * The DHCPv6 server's parameters for `plan`, or undefined when it does not run
+ * (no IPv6, --no-dhcpv6). The lease policy lives here: the address is valid and
+ * preferred for ever.
+ */
+export function dhcpv6ParamsFor(plan: NetworkPlan): Dhcpv6Params | undefined {
+  const ip6 = plan.ip6;
+  if (ip6 === undefined || !plan.dhcpv6) return undefined;
+  return {
+    ourMac: plan.ourMac,
+    ourLinkLocal: ip6.ourLinkLocal,
+    guestAddr: ip6.address,
+    dns: ip6.dns,
+    search: plan.search,
+    validLifetimeSeconds: LIFETIME_INFINITE,
+    preferredLifetimeSeconds: LIFETIME_INFINITE,
+  };
 }
 
 /** Reasons a DHCPv6 frame gets no reply. */

@@ -31,6 +31,7 @@
  * The reply must be built in a buffer distinct from the request's.
  */
 
+import type { NetworkPlan } from "../config/network.ts";
 import { l4ChecksumV6 } from "./checksum.ts";
 import { encodeDomainList } from "./dns_name.ts";
 import {
@@ -127,6 +128,36 @@ export interface NdpParams {
   readonly preferredLifetimeSeconds: number;
   /** RDNSS and DNSSL lifetime, seconds (0xffffffff: infinite). */
   readonly dnsLifetimeSeconds: number;
+}
+
+/** Lifetimes advertised (seconds): the longest a router may claim, and infinite. */
+const ROUTER_LIFETIME_MAX = 65535;
+const LIFETIME_INFINITE = 0xffffffff;
+
+/**
+ * The NDP responder's parameters for `plan`, or undefined when it does not run
+ * (no IPv6, --no-ndp). The lifetime policy lives here: we stay the default router
+ * as long as RAs allow, and the prefix and resolvers never expire, since nothing
+ * we advertise changes while we run.
+ */
+export function ndpParamsFor(plan: NetworkPlan): NdpParams | undefined {
+  const ip6 = plan.ip6;
+  if (ip6 === undefined || !plan.ndp) return undefined;
+  return {
+    ourMac: plan.ourMac,
+    ourLinkLocal: ip6.ourLinkLocal,
+    guestAddr: ip6.address,
+    raEnabled: plan.ra,
+    managed: plan.dhcpv6,
+    otherConfig: plan.dhcpv6,
+    mtu: plan.mtu,
+    dns: ip6.dns,
+    search: plan.search,
+    routerLifetimeSeconds: ROUTER_LIFETIME_MAX,
+    validLifetimeSeconds: LIFETIME_INFINITE,
+    preferredLifetimeSeconds: LIFETIME_INFINITE,
+    dnsLifetimeSeconds: LIFETIME_INFINITE,
+  };
 }
 
 /** Reasons an NDP frame gets no reply. */

@@ -19,10 +19,11 @@ import type { NetworkPlan } from "../config/network.ts";
 import type { FrameOutput, TransportHandler } from "../flow/context.ts";
 import type { GuestState } from "../flow/guest.ts";
 import { type ArpParams, arpReply } from "../protocols/arp.ts";
-import { DHCP_LEASE_INFINITE, type DhcpParams, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
+import { type DhcpParams, dhcpParamsFor, dhcpReply, isDhcpFrame } from "../protocols/dhcp.ts";
 import {
   DHCPV6_SERVER_PORT,
   type Dhcpv6Params,
+  dhcpv6ParamsFor,
   dhcpv6Reply,
   isDhcpv6Frame,
 } from "../protocols/dhcpv6.ts";
@@ -53,7 +54,7 @@ import {
   ipv6PayloadEnd,
   UDP_DPORT,
 } from "../protocols/ip.ts";
-import { isNdpFrame, type NdpParams, ndpReply, NdpType } from "../protocols/ndp.ts";
+import { isNdpFrame, type NdpParams, ndpParamsFor, ndpReply, NdpType } from "../protocols/ndp.ts";
 import type { PacketView } from "../protocols/packet.ts";
 
 /** An echo handler (ICMP or ICMPv6), see protocols/icmp.ts. */
@@ -126,56 +127,12 @@ export class Ingress {
   constructor(plan: NetworkPlan, guest: GuestState, tap: FrameOutput) {
     this.#tap = tap;
     this.#guest = guest;
-    const ip4 = plan.ip4;
-    const ip6 = plan.ip6;
-    this.#ip6 = ip6 !== undefined;
-    if (ip4 !== undefined) {
-      this.#arp = { ourMac: plan.ourMac, guestAddr: ip4.address };
-      if (plan.dhcp && ip4.gateway !== undefined) {
-        this.#dhcp = {
-          ourMac: plan.ourMac,
-          serverAddr: ip4.gateway,
-          guestAddr: ip4.address,
-          prefixLength: ip4.prefixLength,
-          router: ip4.gateway,
-          dns: ip4.dns,
-          search: plan.search,
-          mtu: plan.mtu,
-          // Infinite (RFC 2131 3.3), as the C passt: the address never changes.
-          leaseTimeSeconds: DHCP_LEASE_INFINITE,
-        };
-      }
-    }
-    if (ip6 !== undefined) {
-      if (plan.ndp) {
-        this.#ndp = {
-          ourMac: plan.ourMac,
-          ourLinkLocal: ip6.ourLinkLocal,
-          guestAddr: ip6.address,
-          raEnabled: plan.ra,
-          managed: plan.dhcpv6,
-          otherConfig: plan.dhcpv6,
-          mtu: plan.mtu,
-          dns: ip6.dns,
-          search: plan.search,
-          routerLifetimeSeconds: 65535,
-          validLifetimeSeconds: 0xffffffff,
-          preferredLifetimeSeconds: 0xffffffff,
-          dnsLifetimeSeconds: 0xffffffff,
-        };
-      }
-      if (plan.dhcpv6) {
-        this.#dhcpv6 = {
-          ourMac: plan.ourMac,
-          ourLinkLocal: ip6.ourLinkLocal,
-          guestAddr: ip6.address,
-          dns: ip6.dns,
-          search: plan.search,
-          validLifetimeSeconds: 0xffffffff,
-          preferredLifetimeSeconds: 0xffffffff,
-        };
-      }
-    }
+    // What each service answers, and its lease and lifetime policy, is its own file's.
+    this.#ip6 = plan.ip6 !== undefined;
+    if (plan.ip4 !== undefined) this.#arp = { ourMac: plan.ourMac, guestAddr: plan.ip4.address };
+    this.#dhcp = dhcpParamsFor(plan);
+    this.#ndp = ndpParamsFor(plan);
+    this.#dhcpv6 = dhcpv6ParamsFor(plan);
   }
 
   /** The NDP parameters (for periodic router advertisements), if NDP is on. */
