@@ -241,7 +241,9 @@ export class Oracle {
 /**
  * The IP packet in a guest frame, if its network header is one the data path
  * would accept: IPv4 with a good header checksum and total length, not a
- * fragment; IPv6 with no extension header and a payload length inside the frame.
+ * fragment; IPv6 with a payload length inside the frame, behind which hop-by-hop
+ * (first only), routing (no segments left) and destination options headers are
+ * skipped to the upper layer (a fragment or No Next Header: nothing).
  */
 function parseInPacket(f: Uint8Array): InPacket | undefined {
   if (f.length < 14) return undefined;
@@ -264,11 +266,23 @@ function parseInPacket(f: Uint8Array): InPacket | undefined {
     if (f.length < 54 || f[14]! >> 4 !== 6) return undefined;
     const plen = get16(f, 18);
     if (54 + plen > f.length) return undefined;
+    const end = 54 + plen;
+    let proto = f[20]!;
+    let at = 54;
+    for (let n = 0; proto === 0 || proto === 43 || proto === 60; n++) {
+      if (n > 0 && proto === 0) return undefined; // hop-by-hop only first
+      if (at + 8 > end || (proto === 43 && f[at + 3] !== 0)) return undefined;
+      const next = f[at]!;
+      at += (f[at + 1]! + 1) * 8;
+      if (at > end) return undefined;
+      proto = next;
+    }
+    if (proto === 44 || proto === 59) return undefined;
     return {
       src: f.subarray(22, 38),
       dst: f.subarray(38, 54),
-      proto: f[20]!,
-      l4: f.subarray(54, 54 + plen),
+      proto,
+      l4: f.subarray(at, end),
     };
   }
   return undefined;

@@ -27,13 +27,21 @@ Deno.test({
     const seed = Deno.env.get("FUZZ_SEED") !== undefined
       ? Number(Deno.env.get("FUZZ_SEED"))
       : randomSeed();
+    // Printed before the run, so that the test log of any run (CI's included) says
+    // how to replay it, whatever happens next.
+    const replay = `FUZZ_SEED=${seed} FUZZ_CHECK_RUNS=${CHECK_RUNS}`;
+    console.log(`fuzz: ${replay}; replay: ${replay} deno test -A tests/fuzz/tap_fuzz_test.ts`);
     const r = await runFuzz({ runs: CHECK_RUNS, seed, timeoutMs: 120_000 });
     const output = `${r.stdout}\n${r.stderr}`;
-    assert.ok(!r.timedOut, `the fuzz run timed out (FUZZ_SEED=${seed}):\n${output}`);
-    assert.equal(r.code, 0, `the fuzzer found a failure:\n${output}`);
+    assert.ok(!r.timedOut, `the fuzz run timed out (${replay}):\n${output}`);
+    assert.equal(r.code, 0, `the fuzzer found a failure (${replay}):\n${output}`);
     // The generators reach every service: a regression there would go unnoticed.
     for (const kind of ["arp", "dhcp", "tcp-syn", "tcp", "udp", "echo", "ndp-"]) {
-      assert.match(r.stdout, new RegExp(`sent to the guest:.*\\b${kind}`), `no ${kind} reply`);
+      assert.match(
+        r.stdout,
+        new RegExp(`sent to the guest:.*\\b${kind}`),
+        `no ${kind} reply (${replay})`,
+      );
     }
   },
 });
