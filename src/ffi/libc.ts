@@ -230,6 +230,8 @@ const symbols = {
   // --- memory (for the clone entry stub) -----------------------------------------
   /* void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  /* int madvise(void *addr, size_t len, int advice) */
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   /* int mprotect(void *addr, size_t len, int prot) */
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   /* int munmap(void *addr, size_t len) */

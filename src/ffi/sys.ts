@@ -1122,3 +1122,12 @@ export function posixSpawn(
   }
   return pid[0]!;
 }
+
+/**
+ * madvise(2) of `length` bytes at address `start` (a number: user addresses are
+ * below 2^53). Returns 0 or -errno.
+ */
+export function madvise(start: number, length: number, advice: number): number {
+  const r = c.madvise(Deno.UnsafePointer.create(BigInt(start)), sizeT(length), advice);
+  return r < 0 ? -lastErrno() : r;
+}

@@ -35,9 +35,11 @@ import {
   blockLoopSignals,
   ensureLoopSignalsBlocked,
   execWaiter,
+  findStartupCode,
   isBackgroundWorker,
   LOOP_SIGNALS,
   openStatusPipe,
+  releaseStartupCode,
   runBackgroundStarter,
   selfCommand,
   spawnSandboxedWorker,
@@ -455,6 +457,7 @@ function runSpawnWorker(config: PastaConfig): number {
   });
   try {
     // The starter, the PID the user knows, writes the PID file (-P): not us.
+    findStartupCode();
     isolate({ ...config, pidFile: undefined });
     child.release();
     child.awaitExec();
@@ -463,6 +466,7 @@ function runSpawnWorker(config: PastaConfig): number {
     stopWorker(worker);
     return 127;
   }
+  releaseStartupCode();
   const status = worker.loop.run();
   stopWorker(worker);
   return status;
@@ -518,6 +522,7 @@ function runJoinWorker(config: PastaConfig): number {
     }
   }
   try {
+    findStartupCode();
     isolate(config);
   } catch (e) {
     log.err(e instanceof Error ? e.message : String(e));
@@ -531,6 +536,7 @@ function runJoinWorker(config: PastaConfig): number {
     stopWorker(worker);
     return 1;
   }
+  releaseStartupCode();
   const status = worker.loop.run();
   stopWorker(worker);
   return status;
