@@ -43,7 +43,8 @@
  * on CPU 1), BENCH_RAISED=0 to skip the raised-buffer pass, and for quicker partial runs
  * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,tcp6,remote,splice,udp,rr,startup,mem,
  * BENCH_UDP_RATE and BENCH_UDP64_RATE (iperf3 -b); BENCH_C_PASTA names the C pasta binary
- * (default Debian's /usr/bin/pasta; `sh ../shared/ref/build.sh` prints newer builds).
+ * (default Debian's /usr/bin/pasta; `sh ../shared/ref/build.sh` prints newer builds), and
+ * BENCH_OURS ours (default ./pasta).
  */
 
 import { type Sandbox, type SandboxProcess, sleep, withSandbox } from "../tests/sandbox/sandbox.ts";
@@ -123,7 +124,8 @@ const IMPLS: readonly Impl[] = ([
   },
 ] as const).filter((i) => !ONLY || ONLY.includes(i.key));
 
-const OUR_PASTA = `${ROOT}pasta`;
+/** Our pasta: ./pasta as `make` built it, or BENCH_OURS (another build, to compare). */
+const OUR_PASTA = Deno.env.get("BENCH_OURS") ?? `${ROOT}pasta`;
 /** The C pasta to compare with: Debian's, or BENCH_C_PASTA (a build of sh ../shared/ref/build.sh). */
 const C_PASTA = Deno.env.get("BENCH_C_PASTA") ?? "/usr/bin/pasta";
 
