@@ -22,7 +22,13 @@ import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
 import { isolate } from "./process/isolation.ts";
-import { announceReady, LOOP_SIGNALS, reapChildren } from "./process/process.ts";
+import {
+  announceReady,
+  findStartupCode,
+  LOOP_SIGNALS,
+  reapChildren,
+  releaseStartupCode,
+} from "./process/process.ts";
 import {
   openPasstListener,
   type PasstListener,
@@ -158,6 +164,7 @@ export function runPasst(config: PasstConfig): number {
     loop.close();
   };
   try {
+    findStartupCode();
     isolate(config, { handOver: listener === undefined ? [] : [listener.path] });
   } catch (e) {
     log.err(e instanceof Error ? e.message : String(e));
@@ -171,6 +178,7 @@ export function runPasst(config: PasstConfig): number {
     stop();
     return 1;
   }
+  releaseStartupCode();
   const status = loop.run();
   stop();
   return status;
