@@ -10,6 +10,10 @@
  * with (index, events, fd), and after every turn runs the "end of turn" hooks
  * that flush batched work (frames queued for the tap, for instance).
  *
+ * Per-object deadlines (`deadlines`, src/timers.ts) share one timerfd, armed
+ * after each turn for the earliest deadline of all queues, so nothing scans
+ * objects on a period and an idle loop sleeps until something is due.
+ *
  * Time and signals are descriptors too: `addTimer` wraps a timerfd and
  * `addSignals` a signalfd (the signals must already be blocked in every thread;
  * see process.ts), so nothing here uses Deno's own event loop or any await.
@@ -27,6 +31,7 @@ import {
   TFD,
 } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
+import { type DeadlineHandler, DeadlineQueue } from "./timers.ts";
 
 /** How many events one epoll_wait call may return. */
 export const EVENTS_MAX = 256;
@@ -67,6 +72,12 @@ export class EventLoop {
   readonly #owned: number[] = [];
   #running = false;
   #exitCode = 0;
+  readonly #queues: DeadlineQueue[] = [];
+  #deadlineFd = -1;
+  /** When the deadline timerfd fires (monotonic ms), Infinity when not armed. */
+  #armedAt = Infinity;
+  #deadlinesMoved = false;
+  readonly #deadlineCount = sys.pinnedBuffer(8);
   #onError: (kind: string, error: unknown) => void = () => {};
 
   /** Counters for tests and debugging. */
@@ -136,6 +147,49 @@ export class EventLoop {
   }
 
   /**
+   * A queue of per-object deadlines for objects 0..`capacity`-1 (flow numbers):
+   * `onExpire(id, nowMs)` runs when an object's deadline passes. All queues share
+   * one timerfd, armed for the earliest deadline after every turn.
+   */
+  deadlines(name: string, capacity: number, onExpire: DeadlineHandler): DeadlineQueue {
+    if (this.#deadlineFd < 0) {
+      const fd = sys.timerfdCreate(CLOCK.MONOTONIC, TFD.NONBLOCK | TFD.CLOEXEC);
+      this.#owned.push(fd);
+      this.#deadlineFd = fd;
+      this.#mustAdd(fd, this.defineKind("deadlines", this.#onDeadlines), 0, EPOLL.IN);
+    }
+    const queue = new DeadlineQueue(name, capacity, onExpire);
+    queue.onEarlier(this.#markDeadlinesMoved);
+    this.#queues.push(queue);
+    return queue;
+  }
+
+  readonly #markDeadlinesMoved = (): void => {
+    this.#deadlinesMoved = true;
+  };
+
+  readonly #onDeadlines = (): void => {
+    sys.read(this.#deadlineFd, this.#deadlineCount, 8);
+    this.#armedAt = Infinity;
+    this.#deadlinesMoved = true;
+    const now = sys.monotonicMs();
+    for (const queue of this.#queues) queue.expire(now);
+  };
+
+  /** After a turn: arm the timerfd for the earliest deadline if that moved earlier. */
+  #armDeadlines(): void {
+    this.#deadlinesMoved = false;
+    let earliest = Infinity;
+    for (const queue of this.#queues) earliest = Math.min(earliest, queue.earliest);
+    // A later or no deadline leaves the timer as it is: one wake-up for nothing,
+    // then it is armed right, rather than a system call per pushed-back deadline.
+    if (earliest >= this.#armedAt) return;
+    const r = sys.tryTimerfdSet(this.#deadlineFd, Math.max(earliest - sys.monotonicMs(), 0.001), 0);
+    if (r < 0) throw new sys.SysError("timerfd_settime", -r);
+    this.#armedAt = earliest;
+  }
+
+  /**
    * Deliver `signals` through a signalfd to `onSignal`. The signals must be
    * blocked in every thread of the process beforehand, or the kernel may act on
    * them elsewhere. Returns the signalfd, owned by the loop.
@@ -194,6 +248,7 @@ export class EventLoop {
     this.#running = true;
     const view = this.#view;
     const handlers = this.#handlers;
+    if (this.#deadlinesMoved) this.#armDeadlines();
     for (let turn = 0; this.#running && turn < maxTurns; turn++) {
       const n = sys.epollWait(this.#epfd, this.#events, EVENTS_MAX, timeoutMs);
       if (n < 0) {
@@ -225,6 +280,7 @@ export class EventLoop {
           this.#onError("end-of-turn", e);
         }
       }
+      if (this.#deadlinesMoved) this.#armDeadlines();
     }
     this.#running = false;
     return this.#exitCode;

@@ -239,8 +239,24 @@ export function setsockoptInt(fd: number, level: number, name: number, value: nu
 
 /** setsockopt(2) with an int value, returning 0 or -errno (optional tuning). */
 export function trySetsockoptInt(fd: number, level: number, name: number, value: number): number {
-  const v = new Int32Array([value]);
-  return c.setsockopt(fd, level, name, new Uint8Array(v.buffer), 4) < 0 ? -lastErrno() : 0;
+  // Called per retransmission (SO_PEEK_OFF): one scratch int, nothing allocated.
+  intOptView.setInt32(0, value, true);
+  return c.setsockopt(fd, level, name, intOptScratch, 4) < 0 ? -lastErrno() : 0;
+}
+
+const intOptScratch = new Uint8Array(4);
+const intOptView = new DataView(intOptScratch.buffer);
+const intOptLen = new Uint8Array(4);
+const intOptLenView = new DataView(intOptLen.buffer);
+
+/**
+ * getsockopt(2) of an option whose value is never negative (SO_ERROR, SO_SNDBUF):
+ * the value, or -errno on failure. Nothing is allocated (data path).
+ */
+export function tryGetsockoptInt(fd: number, level: number, name: number): number {
+  intOptLenView.setUint32(0, 4, true);
+  if (c.getsockopt(fd, level, name, intOptScratch, intOptLen) < 0) return -lastErrno();
+  return intOptView.getInt32(0, true);
 }
 
 /** setsockopt(2) with a byte value (e.g. SO_BINDTODEVICE's name). Throws on failure. */
@@ -624,13 +640,31 @@ const itimerspecView = new DataView(itimerspecScratch.buffer);
  * every `intervalMs` (0: once). Throws on failure.
  */
 export function timerfdSet(fd: number, valueMs: number, intervalMs: number): void {
-  const setMs = (offset: number, ms: number) => {
-    itimerspecView.setBigInt64(offset, BigInt(Math.floor(ms / 1000)), true);
-    itimerspecView.setBigInt64(offset + 8, BigInt((ms % 1000) * 1_000_000), true);
-  };
-  setMs(0, intervalMs);
-  setMs(TIMESPEC_SIZE, valueMs);
-  checked("timerfd_settime", c.timerfd_settime(fd, 0, itimerspecScratch, null));
+  checked("timerfd_settime", tryTimerfdSet(fd, valueMs, intervalMs));
+}
+
+/**
+ * timerfdSet without the throw, for the data path: 0 or -errno. A `valueMs`
+ * above 0 but under one nanosecond still arms the timer (1 ns), since an
+ * all-zero value would disarm it. Nothing is allocated.
+ */
+export function tryTimerfdSet(fd: number, valueMs: number, intervalMs: number): number {
+  putTimespecMs(0, intervalMs);
+  putTimespecMs(TIMESPEC_SIZE, valueMs);
+  if (valueMs > 0 && itimerspecView.getUint32(TIMESPEC_SIZE, true) === 0 &&
+    itimerspecView.getUint32(TIMESPEC_SIZE + 8, true) === 0) {
+    itimerspecView.setUint32(TIMESPEC_SIZE + 8, 1, true);
+  }
+  return c.timerfd_settime(fd, 0, itimerspecScratch, null) < 0 ? -lastErrno() : 0;
+}
+
+/** A timespec of `ms` (≥ 0, below 2^32 s) at `offset` of the itimerspec scratch, as 32-bit halves. */
+function putTimespecMs(offset: number, ms: number): void {
+  const seconds = Math.floor(ms / 1000);
+  itimerspecView.setUint32(offset, seconds, true);
+  itimerspecView.setUint32(offset + 4, 0, true);
+  itimerspecView.setUint32(offset + 8, Math.floor((ms - seconds * 1000) * 1_000_000), true);
+  itimerspecView.setUint32(offset + 12, 0, true);
 }
 
 /** A sigset_t (glibc size) with the given signals set. */
@@ -681,11 +715,14 @@ export function inotifyAddWatch(fd: number, path: string, mask: number): number 
 const timespecScratch = new Uint8Array(TIMESPEC_SIZE);
 const timespecView = new DataView(timespecScratch.buffer);
 
-/** The monotonic clock in milliseconds (fractional). No allocation beyond the number. */
+/**
+ * The monotonic clock in milliseconds (fractional). Read through 32-bit halves,
+ * so no BigInt is made: called on every socket event.
+ */
 export function monotonicMs(): number {
-  c.clock_gettime(1, timespecScratch);
-  return Number(timespecView.getBigInt64(0, true)) * 1000 +
-    timespecView.getUint32(8, true) / 1_000_000;
+  c.clock_gettime(CLOCK.MONOTONIC, timespecScratch);
+  const seconds = timespecView.getInt32(4, true) * 4294967296 + timespecView.getUint32(0, true);
+  return seconds * 1000 + timespecView.getUint32(8, true) / 1_000_000;
 }
 
 const realtimeScratch = new Uint8Array(TIMESPEC_SIZE);

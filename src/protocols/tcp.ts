@@ -27,6 +27,19 @@
  *   half-close is kept (shutdown(SHUT_WR) for the guest's FIN); RSTs travel both
  *   ways (SO_LINGER 0 makes close() send one). Retransmission on timeout and on
  *   three duplicate ACKs; handshake, retry and idle limits close what is stuck.
+ * - Timers are deadlines, one per flow, in the loop's deadline queue
+ *   (src/timers.ts): the earliest of the handshake limit, the retransmission
+ *   timeout while data is in flight, and the idle limit. Traffic that only
+ *   pushes a deadline later does not touch the queue; the flow's handler finds
+ *   nothing due and sets the real deadline. Nothing scans the flows.
+ * - A window we shut (less than one guest MSS free) is reopened from the socket:
+ *   EPOLLOUT is asked for, which the kernel reports once the send buffer is
+ *   writable again; if it is writable but still under one MSS while data is
+ *   queued, the next check is a deadline one round-trip time (TCP_INFO) away,
+ *   when ACKs from the peer may have freed more.
+ * - A system call that fails on the data path resets the flow when the flow
+ *   cannot go on without it, and is otherwise counted (`sysErrors`) and logged
+ *   at debug level.
  * - ISNs follow RFC 6528: a keyed hash of the 4-tuple plus a 4 µs clock.
  * Per-flow state lives in typed arrays indexed by flow number; frames are built
  * in place in the tap's output arena; ACKs owed to the guest are collected and
@@ -52,6 +65,7 @@ import {
 } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
+import type { DeadlineQueue } from "../timers.ts";
 import { l4ChecksumV4, l4ChecksumV6 } from "./checksum.ts";
 import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
 import {
@@ -105,13 +119,12 @@ const RTO_MAX_MS = 16_000;
 const RETRIES_MAX = 6;
 /** An established connection with no traffic for this long is reset (ms). */
 const IDLE_TIMEOUT_MS = 7200 * 1000;
-/** How often timers are checked (ms). */
-const TICK_MS = 100;
-/**
- * How often a zero window is re-checked (ms). The kernel does not wake us when a
- * send buffer drains unless a write failed, and we close the window before that.
- */
-const WINDOW_POLL_MS = 2;
+/** Bounds of the delay before a shut window is checked again (ms): the peer's RTT, clamped. */
+const WINDOW_CHECK_MIN_MS = 1;
+const WINDOW_CHECK_MAX_MS = 200;
+/** struct tcp_info: its size as we read it, and tcpi_rtt (µs, u32). */
+const TCP_INFO_SIZE = 104;
+const TCP_INFO_RTT = 68;
 /** Default MSS when the guest's SYN has none (RFC 9293 / RFC 8200 minimums). */
 const DEFAULT_MSS4 = 536;
 const DEFAULT_MSS6 = 1220;
@@ -149,6 +162,8 @@ export interface TcpStats {
   resetsOut: number;
   /** Segments dropped: bad checksum, header, unknown flow, table full… */
   dropped: number;
+  /** System calls that failed without resetting a flow (each logged at debug level). */
+  sysErrors: number;
 }
 
 const SIOCOUTQ = BigInt(IOCTL.SIOCOUTQ);
@@ -191,6 +206,7 @@ export class TcpTranslator implements TransportHandler {
     retransmits: 0,
     resetsOut: 0,
     dropped: 0,
+    sysErrors: 0,
   };
 
   // Per-flow state, indexed by flow number.
@@ -223,8 +239,12 @@ export class TcpTranslator implements TransportHandler {
   readonly #idleTimeoutMs: number;
   /** The largest send buffer autotuning gives (net.ipv4.tcp_wmem, third value), bytes. */
   readonly #sndbufAutoMax = readTcpWmemMax();
-  #zeroWindowFlows = 0;
-  #windowTimer = -1;
+  /** Per-flow deadlines: handshake, retransmission, idle, window check. */
+  readonly #timers: DeadlineQueue;
+  /** When a shut window is to be checked again (monotonic ms), 0: not scheduled. */
+  readonly #windowCheckAt = new Float64Array(FLOW_MAX);
+  /** Bytes queued in the socket, as the last #advertisedWindow call read them. */
+  #queuedNow = 0;
   #highWater = 0;
   #now = 0;
 
@@ -243,6 +263,8 @@ export class TcpTranslator implements TransportHandler {
   readonly #intView = new DataView(this.#intBuf.buffer);
   readonly #lenBuf = sys.pinnedBuffer(4);
   readonly #lenView = new DataView(this.#lenBuf.buffer);
+  readonly #tcpInfo = sys.pinnedBuffer(TCP_INFO_SIZE);
+  readonly #tcpInfoView = new DataView(this.#tcpInfo.buffer);
   readonly #linger = new Uint8Array(new Int32Array([1, 0]).buffer);
   readonly #sockaddr = sys.pinnedBuffer(SOCKADDR_IN6_SIZE);
   readonly #addrOut = new Uint8Array(16);
@@ -262,9 +284,7 @@ export class TcpTranslator implements TransportHandler {
       this.#flushAcks();
       this.#reap();
     });
-    ctx.loop.addTimer("tcp", TICK_MS, () => this.#tick());
-    this.#windowTimer = ctx.loop.addTimer("tcp-window", WINDOW_POLL_MS, () => this.#pollWindows());
-    sys.timerfdSet(this.#windowTimer, 0, 0); // armed only while a window is shut
+    this.#timers = ctx.loop.deadlines("tcp", FLOW_MAX, (flow, now) => this.#expire(flow, now));
     this.#now = sys.monotonicMs();
     // One iovec per msghdr: set the pointer once; lengths change per call.
     this.#msgView.setBigUint64(MSGHDR.iov, sys.addressOf(this.#iov), true);
@@ -322,6 +342,7 @@ export class TcpTranslator implements TransportHandler {
     const seq = pkt.u32(l4 + TCP_SEQ);
     const flows = this.#ctx.flows;
     const flow = flows.lookupFrame(FlowType.TCP, pkt, srcOff, sport, dstOff, dport, addrLen);
+    this.#now = sys.monotonicMs();
     if (flow < 0) {
       if ((flags & (SYN | ACK | RST)) === SYN) {
         this.#connect(pkt, srcOff, dstOff, addrLen, sport, dport, l4, doff);
@@ -396,8 +417,19 @@ export class TcpTranslator implements TransportHandler {
         dataAcked--;
       }
       if (dataAcked > 0) {
-        // Acknowledged data leaves the socket now; no copy (MSG_TRUNC).
-        sys.recv(this.#sock[flow]!, this.#discard, dataAcked, MSG.TRUNC | MSG.DONTWAIT);
+        // Acknowledged data leaves the socket now; no copy (MSG_TRUNC). It was
+        // peeked from there, so it must all be there: if not, the two sides no
+        // longer agree on the stream, and only a reset ends that cleanly.
+        const n = sys.recv(this.#sock[flow]!, this.#discard, dataAcked, MSG.TRUNC | MSG.DONTWAIT);
+        if (n !== dataAcked) {
+          if (log.debugging) {
+            log.debug(`tcp: flow ${flow}: discarding acknowledged data: ${
+              n < 0 ? sys.errnoName(-n) : `${n} of ${dataAcked} bytes`
+            }`);
+          }
+          this.#reset(flow);
+          return false;
+        }
       }
       this.#seqAckedByGuest[flow] = ack;
       this.#retries[flow] = 0;
@@ -438,7 +470,7 @@ export class TcpTranslator implements TransportHandler {
     const n = sys.sendmsg(this.#sock[flow]!, this.#msghdr, MSG.DONTWAIT | MSG.NOSIGNAL);
     if (n === -sys.Errno.EAGAIN || (n >= 0 && n < want)) {
       this.#state[flow]! |= S_WRITE_BLOCKED;
-      this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT);
+      if (!this.#watch(flow, this.#events[flow]! | EPOLL.OUT)) return;
     } else if (n < 0) {
       this.#reset(flow);
       return;
@@ -513,6 +545,7 @@ export class TcpTranslator implements TransportHandler {
     this.#seqToGuest[flow] = isn;
     this.#seqAckedByGuest[flow] = isn;
     this.#state[flow] = S_CONNECTING;
+    this.#arm(flow);
     this.stats.outbound++;
 
     sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
@@ -524,7 +557,7 @@ export class TcpTranslator implements TransportHandler {
     if (r === 0) {
       this.#connected(flow);
     } else if (r === -sys.Errno.EINPROGRESS) {
-      this.#setEvents(flow, EPOLL.OUT | EPOLL.RDHUP);
+      this.#watch(flow, EPOLL.OUT | EPOLL.RDHUP);
     } else {
       if (log.debugging) log.debug(`tcp: flow ${flow}: connect: ${sys.errnoName(-r)}`);
       this.#refuse(flow);
@@ -583,13 +616,13 @@ export class TcpTranslator implements TransportHandler {
   #connected(flow: number): void {
     const fd = this.#sock[flow]!;
     this.#state[flow] = S_ESTABLISHED;
-    this.#sndbuf[flow] = this.#sockInt(fd, SO.SNDBUF);
+    this.#sndbuf[flow] = this.#sndbufAtStart(flow, fd);
     this.#initPeekOffset(fd);
     this.#sendSyn(flow, SYN | ACK);
     this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
     this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
     this.#since[flow] = this.#now;
-    this.#setEvents(flow, DATA_EVENTS);
+    this.#watch(flow, DATA_EVENTS);
   }
 
   #initPeekOffset(fd: number): void {
@@ -607,12 +640,18 @@ export class TcpTranslator implements TransportHandler {
     return this.#intView.getInt32(0, true);
   }
 
-  #sockInt(fd: number, name: number): number {
-    try {
-      return sys.getsockoptInt(fd, SOL.SOCKET, name);
-    } catch {
-      return 0;
-    }
+  /** SO_SNDBUF at the start of a connection, 0 (counted) if it can't be read. */
+  #sndbufAtStart(flow: number, fd: number): number {
+    const sndbuf = sys.tryGetsockoptInt(fd, SOL.SOCKET, SO.SNDBUF);
+    if (sndbuf >= 0) return sndbuf;
+    this.#sysError(flow, "getsockopt(SO_SNDBUF)", -sndbuf);
+    return 0;
+  }
+
+  /** A failed system call that leaves the flow as it is: counted, logged at debug level. */
+  #sysError(flow: number, call: string, errno: number): void {
+    this.stats.sysErrors++;
+    if (log.debugging) log.debug(`tcp: flow ${flow}: ${call}: ${sys.errnoName(errno)}`);
   }
 
   /** The connection was refused or failed: RST to the guest. */
@@ -628,6 +667,7 @@ export class TcpTranslator implements TransportHandler {
    */
   acceptInbound(fd: number, peer: Uint8Array, peerLength: number, targetPort: number): void {
     const ctx = this.#ctx;
+    this.#now = sys.monotonicMs();
     const v6 = peerLength >= SOCKADDR_IN6_SIZE && sys.sockaddrFamily(peer) === AF.INET6;
     // An IPv4 peer on an IPv6 socket arrives v4-mapped: deliver it as IPv4.
     const mapped = v6 && peer[8] === 0 && peer[9] === 0 && peer[10] === 0 && peer[11] === 0 &&
@@ -656,13 +696,14 @@ export class TcpTranslator implements TransportHandler {
     this.#seqAckedByGuest[flow] = isn;
     this.#guestMss[flow] = addrLen === 4 ? DEFAULT_MSS4 : DEFAULT_MSS6;
     this.#state[flow] = S_SYN_TO_GUEST;
+    this.#arm(flow);
     this.#sendSyn(flow, SYN);
     this.#seqToGuest[flow] = (isn + 1) >>> 0;
+    this.stats.inbound++;
     // Until the guest answers, only a failed or fully closed socket matters
     // (reported without asking). Data and even the peer's FIN may arrive first:
     // they wait in the socket for the handshake to complete.
-    this.#setEvents(flow, EPOLL.ET);
-    this.stats.inbound++;
+    this.#watch(flow, EPOLL.ET);
   }
 
   /** The guest's SYN-ACK for an inbound connection. */
@@ -675,10 +716,10 @@ export class TcpTranslator implements TransportHandler {
     this.#guestWnd[flow] = pkt.u16(l4 + TCP_WIN) << this.#guestWscale[flow]!;
     this.#state[flow] = S_ESTABLISHED;
     const fd = this.#sock[flow]!;
-    this.#sndbuf[flow] = this.#sockInt(fd, SO.SNDBUF);
+    this.#sndbuf[flow] = this.#sndbufAtStart(flow, fd);
     this.#initPeekOffset(fd);
     this.#sendFlags(flow, ACK);
-    this.#setEvents(flow, DATA_EVENTS);
+    if (!this.#watch(flow, DATA_EVENTS)) return;
     this.#sendData(flow);
   }
 
@@ -692,10 +733,17 @@ export class TcpTranslator implements TransportHandler {
     this.#lastActive[flow] = this.#now;
     const state = this.#state[flow]!;
     if ((state & S_CONNECTING) !== 0) {
-      const error = this.#sockInt(fd, SO.ERROR);
-      if (error === 0 && (events & EPOLL.OUT) !== 0) this.#connected(flow);
-      else if (error !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) {
-        if (log.debugging) log.debug(`tcp: flow ${flow}: connect: ${sys.errnoName(error)}`);
+      // Without SO_ERROR we cannot know the connection is up: a failed read is
+      // a failed connection, never a successful one.
+      const read = sys.tryGetsockoptInt(fd, SOL.SOCKET, SO.ERROR);
+      const error = read < 0 ? -read : read;
+      if (read === 0 && (events & EPOLL.OUT) !== 0) this.#connected(flow);
+      else if (read !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) {
+        if (log.debugging) {
+          log.debug(`tcp: flow ${flow}: connect${read < 0 ? " (SO_ERROR)" : ""}: ${
+            sys.errnoName(error)
+          }`);
+        }
         this.#refuse(flow);
       }
       return;
@@ -715,8 +763,10 @@ export class TcpTranslator implements TransportHandler {
       // Room again: a window update (three duplicates after a short write).
       this.#state[flow] = (state & ~(S_WRITE_BLOCKED | S_WAIT_SPACE)) |
         ((state & S_WRITE_BLOCKED) !== 0 ? S_DUP_ACKS : 0);
-      this.#setEvents(flow, this.#events[flow]! & ~EPOLL.OUT);
+      this.#dropOut(flow);
       this.#owe(flow);
+    } else if ((events & EPOLL.OUT) !== 0 && (state & S_WINDOW_ZERO) !== 0) {
+      this.#checkWindow(flow);
     }
     if ((events & (EPOLL.IN | EPOLL.RDHUP | EPOLL.HUP)) !== 0) this.#sendData(flow);
   }
@@ -788,6 +838,7 @@ export class TcpTranslator implements TransportHandler {
       this.#state[flow]! &= ~S_ACK_PENDING; // the data carried the ACK
       if (this.#seqAckedByGuest[flow] === (this.#seqToGuest[flow]! - (n - skipped)) >>> 0) {
         this.#since[flow] = this.#now; // first data in flight: start the timer now
+        this.#timers.setEarlier(flow, this.#now + this.#rto(flow));
       }
       if (n - skipped < asked) return; // drained for now
     }
@@ -809,6 +860,7 @@ export class TcpTranslator implements TransportHandler {
     this.#sendFlags(flow, FIN | ACK);
     this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
     this.#since[flow] = this.#now;
+    this.#timers.setEarlier(flow, this.#now + this.#rto(flow));
   }
 
   /** Rewind to the last byte the guest acknowledged and send again. */
@@ -819,7 +871,15 @@ export class TcpTranslator implements TransportHandler {
     if ((state & S_FIN_TO_GUEST) !== 0 && (state & S_FIN_ACKED) === 0) {
       this.#state[flow] = state & ~(S_FIN_TO_GUEST | S_SOCK_EOF);
     }
-    if (this.#peekOffset) sys.trySetsockoptInt(this.#sock[flow]!, SOL.SOCKET, SO.PEEK_OFF, 0);
+    if (this.#peekOffset) {
+      const r = sys.trySetsockoptInt(this.#sock[flow]!, SOL.SOCKET, SO.PEEK_OFF, 0);
+      if (r < 0) {
+        // The next peek would start after the data to send again.
+        if (log.debugging) log.debug(`tcp: flow ${flow}: SO_PEEK_OFF: ${sys.errnoName(-r)}`);
+        this.#reset(flow);
+        return;
+      }
+    }
     this.#dupAcks[flow] = 0;
     this.#since[flow] = this.#now;
     this.#sendData(flow);
@@ -841,7 +901,8 @@ export class TcpTranslator implements TransportHandler {
       this.#lenView.getUint32(0, true) > SK_MEMINFO.WMEM_QUEUED * 4
     ) {
       const sndbuf = this.#memWords[SK_MEMINFO.SNDBUF]!;
-      const free = sndbuf - this.#memWords[SK_MEMINFO.WMEM_QUEUED]!;
+      this.#queuedNow = this.#memWords[SK_MEMINFO.WMEM_QUEUED]!;
+      const free = sndbuf - this.#queuedNow;
       // Bookkeeping takes a few percent of each buffer: leave room for it, so
       // what the guest sends in this window fits.
       space = free - (free >> 5);
@@ -856,16 +917,18 @@ export class TcpTranslator implements TransportHandler {
         (this.#state[flow]! & S_WAIT_SPACE) === 0
       ) {
         this.#state[flow]! |= S_WAIT_SPACE;
-        this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT);
+        this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT); // else: ACKs carry it
       }
       return Math.max(0, Math.min(space, WINDOW_MAX));
     }
     const sndbuf = this.#sndbufNow(fd) || this.#sndbuf[flow]!;
+    this.#queuedNow = 0;
     if (sndbuf > 0 && sys.tryIoctl(fd, SIOCOUTQ, this.#intBuf) >= 0) {
       // The whole buffer, though bookkeeping takes part of it: a write that then
       // comes up short is handled (zero window, duplicate ACKs), and it tells the
       // kernel that we are limited by the buffer, so autotuning grows it.
-      space = sndbuf - this.#intView.getInt32(0, true);
+      this.#queuedNow = this.#intView.getInt32(0, true);
+      space = sndbuf - this.#queuedNow;
     }
     return Math.max(0, Math.min(space, WINDOW_MAX));
   }
@@ -925,13 +988,17 @@ export class TcpTranslator implements TransportHandler {
     if ((flags & RST) === 0) {
       this.#lastWindow[flow] = window;
       // Less than one segment is as good as shut: the guest waits (silly window
-      // avoidance) until we say more, so it must hear when the window opens.
-      const zero = (flags & SYN) === 0 && window < this.#guestMss[flow]!;
+      // avoidance) until we say more, so it must hear when the window opens. Not
+      // after its FIN: it has nothing more to send.
       const state = this.#state[flow]!;
+      const zero = (flags & SYN) === 0 && window < this.#guestMss[flow]! &&
+        (state & S_GUEST_FIN) === 0;
       if (zero && (state & S_WINDOW_ZERO) === 0 && this.#sock[flow]! >= 0) {
         this.#state[flow] = state | S_WINDOW_ZERO;
-        if (this.#zeroWindowFlows++ === 0) {
-          sys.timerfdSet(this.#windowTimer, WINDOW_POLL_MS, WINDOW_POLL_MS);
+        // The kernel reports EPOLLOUT once the send buffer is writable again; if
+        // this fails, the window check deadline still comes.
+        if (!this.#setEvents(flow, this.#events[flow]! | EPOLL.OUT)) {
+          this.#scheduleWindowCheck(flow, this.#rto(flow));
         }
       } else if (!zero && (state & S_WINDOW_ZERO) !== 0) {
         this.#clearWindowZero(flow);
@@ -942,16 +1009,52 @@ export class TcpTranslator implements TransportHandler {
 
   #clearWindowZero(flow: number): void {
     this.#state[flow]! &= ~S_WINDOW_ZERO;
-    if (--this.#zeroWindowFlows === 0) sys.timerfdSet(this.#windowTimer, 0, 0);
+    this.#windowCheckAt[flow] = 0;
+    if (this.#sock[flow]! >= 0) this.#dropOut(flow);
   }
 
-  /** Flows whose window we shut: send a window update once their socket has room. */
-  #pollWindows(): void {
-    for (let flow = 0; flow < this.#highWater && this.#zeroWindowFlows > 0; flow++) {
-      if ((this.#state[flow]! & S_WINDOW_ZERO) === 0 || this.#sock[flow]! < 0) continue;
-      if (this.#advertisedWindow(flow) < this.#guestMss[flow]!) continue;
-      this.#sendFlags(flow, ACK); // carries the open window, clears the flag
+  /** Stop asking for EPOLLOUT unless a short write, space or a shut window still waits for it. */
+  #dropOut(flow: number): void {
+    const events = this.#events[flow]!;
+    if ((events & EPOLL.OUT) === 0) return;
+    if ((this.#state[flow]! & (S_WRITE_BLOCKED | S_WAIT_SPACE | S_WINDOW_ZERO)) !== 0) return;
+    this.#setEvents(flow, events & ~EPOLL.OUT);
+  }
+
+  /**
+   * The socket of a flow whose window we shut is writable, or a check is due:
+   * update the guest if one MSS fits now. If not, and data is still queued in
+   * the socket, ACKs from the peer will free more: look again a round trip
+   * later. With nothing queued, the buffer is as free as it gets, and only
+   * writes (which the guest's segments bring, each answered with the window)
+   * can grow it.
+   */
+  #checkWindow(flow: number): void {
+    this.#windowCheckAt[flow] = 0;
+    if ((this.#state[flow]! & S_WINDOW_ZERO) === 0 || this.#sock[flow]! < 0) return;
+    if (this.#advertisedWindow(flow) >= this.#guestMss[flow]!) {
+      this.#owe(flow); // the ACK carries the open window and clears the flag
+    } else if (this.#queuedNow > 0) {
+      this.#scheduleWindowCheck(flow, this.#rttMs(flow));
     }
+  }
+
+  #scheduleWindowCheck(flow: number, delayMs: number): void {
+    const at = this.#now + delayMs;
+    this.#windowCheckAt[flow] = at;
+    this.#timers.setEarlier(flow, at);
+  }
+
+  /** The connection's smoothed RTT (TCP_INFO), clamped to the window check bounds, ms. */
+  #rttMs(flow: number): number {
+    this.#lenView.setUint32(0, TCP_INFO_SIZE, true);
+    const r = sys.tryGetsockoptRaw(this.#sock[flow]!, SOL.TCP, TCP_OPT.INFO, this.#tcpInfo, this.#lenBuf);
+    if (r < 0 || this.#lenView.getUint32(0, true) < TCP_INFO_RTT + 4) {
+      if (r < 0) this.#sysError(flow, "getsockopt(TCP_INFO)", -r);
+      return WINDOW_CHECK_MAX_MS;
+    }
+    const rttMs = this.#tcpInfoView.getUint32(TCP_INFO_RTT, true) / 1000;
+    return Math.min(Math.max(rttMs, WINDOW_CHECK_MIN_MS), WINDOW_CHECK_MAX_MS);
   }
 
   /** A segment without data carrying `flags`. */
@@ -1062,14 +1165,34 @@ export class TcpTranslator implements TransportHandler {
     this.#pendingCount = 0;
   }
 
-  #setEvents(flow: number, events: number): void {
-    if (this.#events[flow] === events) return;
+  /**
+   * Watch the flow's socket for `events`. Returns false on failure, counted and
+   * logged; the events stay as they were.
+   */
+  #setEvents(flow: number, events: number): boolean {
+    if (this.#events[flow] === events) return true;
     const fd = this.#sock[flow]!;
     const loop = this.#ctx.loop;
     const r = this.#events[flow] === 0
       ? loop.add(fd, this.#kind, flow, events)
       : loop.modify(fd, this.#kind, flow, events);
-    if (r === 0) this.#events[flow] = events;
+    if (r === 0) {
+      this.#events[flow] = events;
+      return true;
+    }
+    this.#sysError(flow, "epoll_ctl", -r);
+    return false;
+  }
+
+  /**
+   * `#setEvents` for events the flow cannot go on without (connection progress,
+   * data, room after a short write): on failure the flow is reset. Returns
+   * whether the flow is still open.
+   */
+  #watch(flow: number, events: number): boolean {
+    if (this.#setEvents(flow, events)) return true;
+    this.#reset(flow);
+    return false;
   }
 
   /** Something went wrong on the socket: RST to the guest, close. */
@@ -1093,7 +1216,8 @@ export class TcpTranslator implements TransportHandler {
       if (abort) sys.trySetsockoptBytes(fd, SOL.SOCKET, 13, /* SO_LINGER */ this.#linger);
       if (this.#events[flow] !== 0) this.#ctx.loop.remove(fd);
     }
-    if ((this.#state[flow]! & S_WINDOW_ZERO) !== 0) this.#clearWindowZero(flow);
+    this.#timers.clear(flow);
+    this.#windowCheckAt[flow] = 0;
     this.#sock[flow] = -1;
     this.#state[flow] = 0;
     this.#events[flow] = 0;
@@ -1112,44 +1236,77 @@ export class TcpTranslator implements TransportHandler {
       this.#ctx.flows.free(flow);
     }
     this.#closedCount = 0;
+    while (this.#highWater > 0 && this.#sock[this.#highWater - 1]! < 0) this.#highWater--;
   }
 
-  /** Timers: handshakes, retransmissions, idle connections. */
-  #tick(): void {
-    const now = this.#now = sys.monotonicMs();
-    for (let flow = 0; flow < this.#highWater; flow++) {
-      if (this.#sock[flow]! < 0) continue;
-      const state = this.#state[flow]!;
-      const since = now - this.#since[flow]!;
-      if ((state & (S_CONNECTING | S_SYN_TO_GUEST)) !== 0) {
-        if (since > HANDSHAKE_TIMEOUT_MS) {
-          if ((state & S_CONNECTING) !== 0) this.#close(flow, true); // unreachable: no answer
-          else this.#close(flow, true);
-        } else if ((state & S_SYN_TO_GUEST) !== 0 && since > RTO_MS * (1 << this.#retries[flow]!)) {
-          this.#retries[flow]!++;
-          this.#seqToGuest[flow] = this.#seqAckedByGuest[flow]!;
-          this.#sendSyn(flow, SYN);
-          this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
-        }
-        continue;
+  /** The retransmission timeout of a flow now, ms: doubles with each retry. */
+  #rto(flow: number): number {
+    return Math.min(RTO_MS << this.#retries[flow]!, RTO_MAX_MS);
+  }
+
+  /** When the flow's next timer is due (monotonic ms), from its state. */
+  #due(flow: number): number {
+    const state = this.#state[flow]!;
+    const since = this.#since[flow]!;
+    let due: number;
+    if ((state & (S_CONNECTING | S_SYN_TO_GUEST)) !== 0) {
+      due = since + HANDSHAKE_TIMEOUT_MS;
+      if ((state & S_SYN_TO_GUEST) !== 0) {
+        due = Math.min(due, since + RTO_MS * (1 << this.#retries[flow]!));
       }
-      const inflight = this.#seqToGuest[flow] !== this.#seqAckedByGuest[flow];
-      const rto = Math.min(RTO_MS << this.#retries[flow]!, RTO_MAX_MS);
-      if (inflight && since > rto) {
-        if (this.#retries[flow]! >= RETRIES_MAX) {
-          if (log.debugging) log.debug(`tcp: flow ${flow}: guest unresponsive, resetting`);
-          this.#sendFlags(flow, RST | ACK);
-          this.#close(flow, true);
-          continue;
-        }
-        this.#retries[flow]!++;
-        this.#retransmit(flow);
-      } else if (now - this.#lastActive[flow]! > this.#idleTimeoutMs) {
-        this.#sendFlags(flow, RST | ACK);
-        this.#close(flow, true);
+    } else {
+      due = this.#lastActive[flow]! + this.#idleTimeoutMs;
+      if (this.#seqToGuest[flow] !== this.#seqAckedByGuest[flow]) {
+        due = Math.min(due, since + this.#rto(flow));
       }
     }
-    while (this.#highWater > 0 && this.#sock[this.#highWater - 1]! < 0) this.#highWater--;
+    const windowCheck = this.#windowCheckAt[flow]!;
+    return windowCheck > 0 ? Math.min(due, windowCheck) : due;
+  }
+
+  /** Set the flow's deadline from its state. */
+  #arm(flow: number): void {
+    this.#timers.set(flow, this.#due(flow));
+  }
+
+  /** A flow's deadline passed: handshake, retransmission, idle limit or window check. */
+  #expire(flow: number, now: number): void {
+    if (this.#sock[flow]! < 0 || this.#closing[flow] === 1) return;
+    this.#now = now;
+    const state = this.#state[flow]!;
+    const since = now - this.#since[flow]!;
+    if ((state & (S_CONNECTING | S_SYN_TO_GUEST)) !== 0) {
+      if (since >= HANDSHAKE_TIMEOUT_MS) {
+        this.#close(flow, true); // unreachable, or the guest never answered
+        return;
+      }
+      if ((state & S_SYN_TO_GUEST) !== 0 && since >= RTO_MS * (1 << this.#retries[flow]!)) {
+        this.#retries[flow]!++;
+        this.#seqToGuest[flow] = this.#seqAckedByGuest[flow]!;
+        this.#sendSyn(flow, SYN);
+        this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
+      }
+      this.#arm(flow);
+      return;
+    }
+    const windowCheck = this.#windowCheckAt[flow]!;
+    if (windowCheck > 0 && now >= windowCheck) this.#checkWindow(flow);
+    const inflight = this.#seqToGuest[flow] !== this.#seqAckedByGuest[flow];
+    if (inflight && since >= this.#rto(flow)) {
+      if (this.#retries[flow]! >= RETRIES_MAX) {
+        if (log.debugging) log.debug(`tcp: flow ${flow}: guest unresponsive, resetting`);
+        this.#sendFlags(flow, RST | ACK);
+        this.#close(flow, true);
+        return;
+      }
+      this.#retries[flow]!++;
+      this.#retransmit(flow);
+    } else if (now - this.#lastActive[flow]! >= this.#idleTimeoutMs) {
+      this.#sendFlags(flow, RST | ACK);
+      this.#close(flow, true);
+      return;
+    }
+    if (this.#sock[flow]! >= 0 && this.#closing[flow] === 0) this.#arm(flow);
   }
 
   /** Close every connection (at exit). */
