@@ -651,8 +651,10 @@ export function timerfdSet(fd: number, valueMs: number, intervalMs: number): voi
 export function tryTimerfdSet(fd: number, valueMs: number, intervalMs: number): number {
   putTimespecMs(0, intervalMs);
   putTimespecMs(TIMESPEC_SIZE, valueMs);
-  if (valueMs > 0 && itimerspecView.getUint32(TIMESPEC_SIZE, true) === 0 &&
-    itimerspecView.getUint32(TIMESPEC_SIZE + 8, true) === 0) {
+  if (
+    valueMs > 0 && itimerspecView.getUint32(TIMESPEC_SIZE, true) === 0 &&
+    itimerspecView.getUint32(TIMESPEC_SIZE + 8, true) === 0
+  ) {
     itimerspecView.setUint32(TIMESPEC_SIZE + 8, 1, true);
   }
   return c.timerfd_settime(fd, 0, itimerspecScratch, null) < 0 ? -lastErrno() : 0;

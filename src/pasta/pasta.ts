@@ -431,12 +431,15 @@ function runSpawnWorker(config: PastaConfig): number {
   let exitedAt = 0;
   // When the command is gone, connections it left may still carry data the
   // namespace's kernel has yet to send (a client that wrote and exited): let
-  // them finish, for a bounded time, before we go.
-  worker.loop.addTimer("command-exit", 100, () => {
+  // them finish, for a bounded time, before we go. The command's exit comes as
+  // SIGCHLD through the loop's signalfd; this timer is armed only after it, so
+  // nothing wakes up on a period while the command runs.
+  const graceTimer = worker.loop.addTimer("command-exit", 100, () => {
     if (exitStatus < 0) return;
     const open = (worker.dp.tcp?.flowCount ?? 0) + (worker.dp.tcpSplice?.flowCount ?? 0);
     if (open === 0 || sys.monotonicMs() - exitedAt > EXIT_GRACE_MS) worker.loop.stop(exitStatus);
   });
+  sys.timerfdSet(graceTimer, 0, 0);
   worker.loop.addSignals(LOOP_SIGNALS, (info) => {
     if (info.signo === SIG.CHLD) {
       for (let i = 0; i < 64; i++) {
@@ -447,6 +450,7 @@ function runSpawnWorker(config: PastaConfig): number {
           exitedAt = sys.monotonicMs();
           const open = (worker.dp.tcp?.flowCount ?? 0) + (worker.dp.tcpSplice?.flowCount ?? 0);
           if (open === 0) worker.loop.stop(exitStatus);
+          else sys.timerfdSet(graceTimer, 100, 100);
         }
       }
     } else if (info.signo === SIG.TERM || info.signo === SIG.HUP) {

@@ -423,9 +423,11 @@ export class TcpTranslator implements TransportHandler {
         const n = sys.recv(this.#sock[flow]!, this.#discard, dataAcked, MSG.TRUNC | MSG.DONTWAIT);
         if (n !== dataAcked) {
           if (log.debugging) {
-            log.debug(`tcp: flow ${flow}: discarding acknowledged data: ${
-              n < 0 ? sys.errnoName(-n) : `${n} of ${dataAcked} bytes`
-            }`);
+            log.debug(
+              `tcp: flow ${flow}: discarding acknowledged data: ${
+                n < 0 ? sys.errnoName(-n) : `${n} of ${dataAcked} bytes`
+              }`,
+            );
           }
           this.#reset(flow);
           return false;
@@ -622,6 +624,7 @@ export class TcpTranslator implements TransportHandler {
     this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
     this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
     this.#since[flow] = this.#now;
+    this.#arm(flow); // from the handshake limit to the idle one, which may be sooner
     this.#watch(flow, DATA_EVENTS);
   }
 
@@ -715,6 +718,7 @@ export class TcpTranslator implements TransportHandler {
     this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
     this.#guestWnd[flow] = pkt.u16(l4 + TCP_WIN) << this.#guestWscale[flow]!;
     this.#state[flow] = S_ESTABLISHED;
+    this.#arm(flow); // from the handshake limit to the idle one, which may be sooner
     const fd = this.#sock[flow]!;
     this.#sndbuf[flow] = this.#sndbufAtStart(flow, fd);
     this.#initPeekOffset(fd);
@@ -740,9 +744,9 @@ export class TcpTranslator implements TransportHandler {
       if (read === 0 && (events & EPOLL.OUT) !== 0) this.#connected(flow);
       else if (read !== 0 || (events & (EPOLL.ERR | EPOLL.HUP)) !== 0) {
         if (log.debugging) {
-          log.debug(`tcp: flow ${flow}: connect${read < 0 ? " (SO_ERROR)" : ""}: ${
-            sys.errnoName(error)
-          }`);
+          log.debug(
+            `tcp: flow ${flow}: connect${read < 0 ? " (SO_ERROR)" : ""}: ${sys.errnoName(error)}`,
+          );
         }
         this.#refuse(flow);
       }
@@ -1048,7 +1052,13 @@ export class TcpTranslator implements TransportHandler {
   /** The connection's smoothed RTT (TCP_INFO), clamped to the window check bounds, ms. */
   #rttMs(flow: number): number {
     this.#lenView.setUint32(0, TCP_INFO_SIZE, true);
-    const r = sys.tryGetsockoptRaw(this.#sock[flow]!, SOL.TCP, TCP_OPT.INFO, this.#tcpInfo, this.#lenBuf);
+    const r = sys.tryGetsockoptRaw(
+      this.#sock[flow]!,
+      SOL.TCP,
+      TCP_OPT.INFO,
+      this.#tcpInfo,
+      this.#lenBuf,
+    );
     if (r < 0 || this.#lenView.getUint32(0, true) < TCP_INFO_RTT + 4) {
       if (r < 0) this.#sysError(flow, "getsockopt(TCP_INFO)", -r);
       return WINDOW_CHECK_MAX_MS;
