@@ -383,7 +383,13 @@ export class TcpTranslator implements TransportHandler {
       if (((seq + payload) | 0) === (this.#seqFromGuest[flow]! | 0)) {
         this.#seqFromGuest[flow] = (this.#seqFromGuest[flow]! + 1) >>> 0;
         this.#state[flow]! |= S_GUEST_FIN;
-        sys.shutdown(this.#sock[flow]!, SHUT.WR);
+        const r = sys.shutdown(this.#sock[flow]!, SHUT.WR);
+        if (r < 0) {
+          // The host side cannot be told: the connection is gone there.
+          if (log.debugging) log.debug(`tcp: flow ${flow}: shutdown: ${sys.errnoName(-r)}`);
+          this.#reset(flow);
+          return;
+        }
       }
       this.#owe(flow);
     }
@@ -550,8 +556,8 @@ export class TcpTranslator implements TransportHandler {
     this.#arm(flow);
     this.stats.outbound++;
 
-    sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
-    this.#bindOutbound(fd, v6, kind);
+    this.#noDelay(flow, fd);
+    this.#bindOutbound(flow, fd, v6, kind);
     const addrLenBytes = v6
       ? sys.encodeSockaddrIn6(this.#sockaddr, this.#addrOut, dport)
       : sys.encodeSockaddrIn(this.#sockaddr, this.#addrOut, dport);
@@ -566,19 +572,36 @@ export class TcpTranslator implements TransportHandler {
     }
   }
 
-  #bindOutbound(fd: number, v6: boolean, kind: number): void {
+  /**
+   * -o and --outbound-if for a new connection's socket. As in passt, a failure
+   * leaves the connection to the kernel's choice of source: counted and logged.
+   */
+  #bindOutbound(flow: number, fd: number, v6: boolean, kind: number): void {
     if (kind === OutboundKind.HOST_LOOPBACK) return; // loopback: no -o, no device
     const config = this.#ctx.config;
     const family = v6 ? config.ip6 : config.ip4;
     if (family.outboundIf !== undefined) {
-      sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.BINDTODEVICE, sys.cString(family.outboundIf));
+      const r = sys.trySetsockoptBytes(
+        fd,
+        SOL.SOCKET,
+        SO.BINDTODEVICE,
+        sys.cString(family.outboundIf),
+      );
+      if (r < 0) this.#sysError(flow, "setsockopt(SO_BINDTODEVICE)", -r);
     }
     if (family.outbound !== undefined) {
       const len = v6
         ? sys.encodeSockaddrIn6(this.#sockaddr, family.outbound, 0)
         : sys.encodeSockaddrIn(this.#sockaddr, family.outbound, 0);
-      sys.tryBind(fd, this.#sockaddr, len);
+      const r = sys.tryBind(fd, this.#sockaddr, len);
+      if (r < 0) this.#sysError(flow, "bind", -r);
     }
+  }
+
+  /** TCP_NODELAY: segments go out as the guest sent them. Tuning: a failure is counted. */
+  #noDelay(flow: number, fd: number): void {
+    const r = sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
+    if (r < 0) this.#sysError(flow, "setsockopt(TCP_NODELAY)", -r);
   }
 
   #initFlow(flow: number, fd: number): void {
@@ -693,7 +716,7 @@ export class TcpTranslator implements TransportHandler {
     ctx.nat.guestDestination(addrLen, addrLen === 16 && isLinkLocal6(this.#addrOut), guestAddr);
     ctx.flows.setKey(flow, guestAddr, 0, targetPort, this.#addrOut, 0, peerPort, addrLen);
     this.#initFlow(flow, fd);
-    sys.trySetsockoptInt(fd, SOL.TCP, TCP_OPT.NODELAY, 1);
+    this.#noDelay(flow, fd);
     const isn = this.#isn(flow);
     this.#seqToGuest[flow] = isn;
     this.#seqAckedByGuest[flow] = isn;
@@ -1223,8 +1246,15 @@ export class TcpTranslator implements TransportHandler {
     this.#closing[flow] = 1;
     const fd = this.#sock[flow]!;
     if (fd >= 0) {
-      if (abort) sys.trySetsockoptBytes(fd, SOL.SOCKET, 13, /* SO_LINGER */ this.#linger);
-      if (this.#events[flow] !== 0) this.#ctx.loop.remove(fd);
+      if (abort) {
+        const r = sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.LINGER, this.#linger);
+        if (r < 0) this.#sysError(flow, "setsockopt(SO_LINGER)", -r); // a FIN, not an RST
+      }
+      if (this.#events[flow] !== 0) {
+        // Closing the socket at the end of the turn removes it as well.
+        const r = this.#ctx.loop.remove(fd);
+        if (r < 0) this.#sysError(flow, "epoll_ctl(DEL)", -r);
+      }
     }
     this.#timers.clear(flow);
     this.#windowCheckAt[flow] = 0;
@@ -1240,8 +1270,8 @@ export class TcpTranslator implements TransportHandler {
   #reap(): void {
     for (let i = 0; i < this.#closedCount; i++) {
       const fd = this.#closedFd[i]!;
-      if (fd >= 0) sys.close(fd);
       const flow = this.#closedFlow[i]!;
+      if (fd >= 0) sys.close(fd); // EBADF, our bug, throws; other errors still free it
       this.#closing[flow] = 0;
       this.#ctx.flows.free(flow);
     }

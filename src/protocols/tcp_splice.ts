@@ -102,6 +102,8 @@ export interface TcpSpliceStats {
   refused: number;
   /** Bytes moved, both directions. */
   bytes: number;
+  /** System calls that failed without ending a flow (tuning), each logged at debug level. */
+  sysErrors: number;
 }
 
 /** What the splicer needs from its surroundings. */
@@ -157,7 +159,14 @@ export class TcpSplicer {
   readonly #one = new Uint8Array(new Int32Array([1]).buffer);
 
   /** Counters. */
-  readonly stats: TcpSpliceStats = { opened: 0, closed: 0, reset: 0, refused: 0, bytes: 0 };
+  readonly stats: TcpSpliceStats = {
+    opened: 0,
+    closed: 0,
+    reset: 0,
+    refused: 0,
+    bytes: 0,
+    sysErrors: 0,
+  };
 
   /** Set up the flow table and the loop's handler; nothing is opened yet. */
   constructor(loop: EventLoop, opts: TcpSpliceOptions) {
@@ -257,8 +266,10 @@ export class TcpSplicer {
         return;
       }
     }
-    sys.trySetsockoptBytes(fd, SOL.TCP, TCP_OPT.NODELAY, this.#one);
-    sys.trySetsockoptBytes(b, SOL.TCP, TCP_OPT.NODELAY, this.#one);
+    const noDelayA = sys.trySetsockoptBytes(fd, SOL.TCP, TCP_OPT.NODELAY, this.#one);
+    if (noDelayA < 0) this.#sysError(i, "setsockopt(TCP_NODELAY)", -noDelayA);
+    const noDelayB = sys.trySetsockoptBytes(b, SOL.TCP, TCP_OPT.NODELAY, this.#one);
+    if (noDelayB < 0) this.#sysError(i, "setsockopt(TCP_NODELAY)", -noDelayB);
     const sa = this.#sockaddr;
     const guest = target === "namespace" ? this.#guest : undefined;
     if (v6) {
@@ -404,10 +415,21 @@ export class TcpSplicer {
       return;
     }
     if (r0 === MORE || r1 === MORE) {
-      // Edge-triggered: re-arming queues a new event now if still ready.
-      this.#loop.modify(this.#sock[2 * i]!, this.#kind, 2 * i, SOCKET_EVENTS);
-      this.#loop.modify(this.#sock[2 * i + 1]!, this.#kind, 2 * i + 1, SOCKET_EVENTS);
+      // Edge-triggered: re-arming queues a new event now if still ready. Without
+      // it the flow would wait for an edge that may never come: reset it.
+      const r = this.#loop.modify(this.#sock[2 * i]!, this.#kind, 2 * i, SOCKET_EVENTS) ||
+        this.#loop.modify(this.#sock[2 * i + 1]!, this.#kind, 2 * i + 1, SOCKET_EVENTS);
+      if (r < 0) {
+        if (log.debugging) log.debug(`TCP splice ${i}: epoll_ctl: ${sys.errnoName(-r)}`);
+        this.#end(i, true);
+      }
     }
+  }
+
+  /** A failed system call that leaves the flow as it is: counted, logged at debug level. */
+  #sysError(i: number, call: string, errno: number): void {
+    this.stats.sysErrors++;
+    if (log.debugging) log.debug(`TCP splice ${i}: ${call}: ${sys.errnoName(errno)}`);
   }
 
   /** Pump direction `d` of flow `i` (0: A → B, 1: B → A): STUCK, MORE or BROKEN. */
@@ -458,7 +480,8 @@ export class TcpSplicer {
     this.#pending[k] = pending;
     if (result === STUCK && pending === 0 && (state[i]! & (eofBit | shutBit)) === eofBit) {
       // The source ended and everything it sent is out: pass the half-close on.
-      sys.shutdown(dst, SHUT.WR);
+      // If that fails, the other side is gone: the flow is broken.
+      if (sys.shutdown(dst, SHUT.WR) < 0) return BROKEN;
       state[i]! |= shutBit;
     }
     return result;
