@@ -16,8 +16,8 @@ export const LAYERS: readonly (readonly [name: string, prefixes: readonly string
   ["netlink", ["src/netlink/"]],
   // command line → Config, and the addressing planned from it and the host
   ["config", ["src/config/"]],
-  // the epoll loop
-  ["loop", ["src/loop.ts"]],
+  // the epoll loop, and the per-object deadlines behind its one timerfd
+  ["loop", ["src/loop.ts", "src/timers.ts"]],
   // the bounds-checked frame view that flows and protocols read frames through
   ["packet", ["src/protocols/packet.ts"]],
   // the flow table, NAT, forwarding, the context the protocols share
