@@ -246,7 +246,11 @@ export class TcpTranslator implements TransportHandler {
   /** Bytes queued in the socket, as the last #advertisedWindow call read them. */
   #queuedNow = 0;
   #highWater = 0;
-  #now = 0;
+  /**
+   * The monotonic time (ms) of the event being handled. In a typed array, not a
+   * field: storing a fractional number in a field may box it on every store.
+   */
+  readonly #clock = new Float64Array(1);
 
   // Preallocated scratch for system calls and frame building.
   readonly #msghdr = sys.pinnedBuffer(MSGHDR.size);
@@ -285,7 +289,7 @@ export class TcpTranslator implements TransportHandler {
       this.#reap();
     });
     this.#timers = ctx.loop.deadlines("tcp", FLOW_MAX, (flow, now) => this.#expire(flow, now));
-    this.#now = sys.monotonicMs();
+    this.#clock[0] = sys.monotonicMs();
     // One iovec per msghdr: set the pointer once; lengths change per call.
     this.#msgView.setBigUint64(MSGHDR.iov, sys.addressOf(this.#iov), true);
   }
@@ -342,7 +346,7 @@ export class TcpTranslator implements TransportHandler {
     const seq = pkt.u32(l4 + TCP_SEQ);
     const flows = this.#ctx.flows;
     const flow = flows.lookupFrame(FlowType.TCP, pkt, srcOff, sport, dstOff, dport, addrLen);
-    this.#now = sys.monotonicMs();
+    this.#clock[0] = sys.monotonicMs();
     if (flow < 0) {
       if ((flags & (SYN | ACK | RST)) === SYN) {
         this.#connect(pkt, srcOff, dstOff, addrLen, sport, dport, l4, doff);
@@ -351,7 +355,7 @@ export class TcpTranslator implements TransportHandler {
       }
       return;
     }
-    this.#lastActive[flow] = this.#now;
+    this.#lastActive[flow] = this.#clock[0]!;
     const state = this.#state[flow]!;
     if ((flags & RST) !== 0) {
       // RFC 5961 3.2: only an RST at exactly the next expected sequence number
@@ -442,7 +446,7 @@ export class TcpTranslator implements TransportHandler {
       this.#seqAckedByGuest[flow] = ack;
       this.#retries[flow] = 0;
       this.#dupAcks[flow] = 0;
-      this.#since[flow] = this.#now;
+      this.#since[flow] = this.#clock[0]!;
       return true;
     }
     if (
@@ -610,8 +614,8 @@ export class TcpTranslator implements TransportHandler {
     this.#retries[flow] = 0;
     this.#dupAcks[flow] = 0;
     this.#guestWscale[flow] = 0;
-    this.#since[flow] = this.#now;
-    this.#lastActive[flow] = this.#now;
+    this.#since[flow] = this.#clock[0]!;
+    this.#lastActive[flow] = this.#clock[0]!;
     this.#sndbuf[flow] = 0;
     if (flow >= this.#highWater) this.#highWater = flow + 1;
   }
@@ -646,7 +650,7 @@ export class TcpTranslator implements TransportHandler {
     this.#sendSyn(flow, SYN | ACK);
     this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
     this.#seqAckedByGuest[flow] = this.#seqToGuest[flow]!;
-    this.#since[flow] = this.#now;
+    this.#since[flow] = this.#clock[0]!;
     this.#arm(flow); // from the handshake limit to the idle one, which may be sooner
     this.#watch(flow, DATA_EVENTS);
   }
@@ -693,7 +697,7 @@ export class TcpTranslator implements TransportHandler {
    */
   acceptInbound(fd: number, peer: Uint8Array, peerLength: number, targetPort: number): void {
     const ctx = this.#ctx;
-    this.#now = sys.monotonicMs();
+    this.#clock[0] = sys.monotonicMs();
     const v6 = peerLength >= SOCKADDR_IN6_SIZE && sys.sockaddrFamily(peer) === AF.INET6;
     // An IPv4 peer on an IPv6 socket arrives v4-mapped: deliver it as IPv4.
     const mapped = v6 && peer[8] === 0 && peer[9] === 0 && peer[10] === 0 && peer[11] === 0 &&
@@ -756,8 +760,8 @@ export class TcpTranslator implements TransportHandler {
   #onSocket(flow: number, events: number): void {
     const fd = this.#sock[flow]!;
     if (fd < 0) return;
-    this.#now = sys.monotonicMs();
-    this.#lastActive[flow] = this.#now;
+    this.#clock[0] = sys.monotonicMs();
+    this.#lastActive[flow] = this.#clock[0]!;
     const state = this.#state[flow]!;
     if ((state & S_CONNECTING) !== 0) {
       // Without SO_ERROR we cannot know the connection is up: a failed read is
@@ -864,8 +868,8 @@ export class TcpTranslator implements TransportHandler {
       }
       this.#state[flow]! &= ~S_ACK_PENDING; // the data carried the ACK
       if (this.#seqAckedByGuest[flow] === (this.#seqToGuest[flow]! - (n - skipped)) >>> 0) {
-        this.#since[flow] = this.#now; // first data in flight: start the timer now
-        this.#timers.setEarlier(flow, this.#now + this.#rto(flow));
+        this.#since[flow] = this.#clock[0]!; // first data in flight: start the timer now
+        this.#timers.setEarlier(flow, this.#clock[0]! + this.#rto(flow));
       }
       if (n - skipped < asked) return; // drained for now
     }
@@ -886,8 +890,8 @@ export class TcpTranslator implements TransportHandler {
     this.#state[flow] = state | S_SOCK_EOF | S_FIN_TO_GUEST;
     this.#sendFlags(flow, FIN | ACK);
     this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + 1) >>> 0;
-    this.#since[flow] = this.#now;
-    this.#timers.setEarlier(flow, this.#now + this.#rto(flow));
+    this.#since[flow] = this.#clock[0]!;
+    this.#timers.setEarlier(flow, this.#clock[0]! + this.#rto(flow));
   }
 
   /** Rewind to the last byte the guest acknowledged and send again. */
@@ -908,7 +912,7 @@ export class TcpTranslator implements TransportHandler {
       }
     }
     this.#dupAcks[flow] = 0;
-    this.#since[flow] = this.#now;
+    this.#since[flow] = this.#clock[0]!;
     this.#sendData(flow);
   }
 
@@ -1067,7 +1071,7 @@ export class TcpTranslator implements TransportHandler {
   }
 
   #scheduleWindowCheck(flow: number, delayMs: number): void {
-    const at = this.#now + delayMs;
+    const at = this.#clock[0]! + delayMs;
     this.#windowCheckAt[flow] = at;
     this.#timers.setEarlier(flow, at);
   }
@@ -1312,7 +1316,7 @@ export class TcpTranslator implements TransportHandler {
   /** A flow's deadline passed: handshake, retransmission, idle limit or window check. */
   #expire(flow: number, now: number): void {
     if (this.#sock[flow]! < 0 || this.#closing[flow] === 1) return;
-    this.#now = now;
+    this.#clock[0] = now;
     const state = this.#state[flow]!;
     const since = now - this.#since[flow]!;
     if ((state & (S_CONNECTING | S_SYN_TO_GUEST)) !== 0) {
