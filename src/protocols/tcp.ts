@@ -750,7 +750,9 @@ export class TcpTranslator implements TransportHandler {
     this.#sndbuf[flow] = this.#sndbufAtStart(flow, fd);
     this.#initPeekOffset(fd);
     this.#sendFlags(flow, ACK);
-    if (!this.#watch(flow, DATA_EVENTS)) return;
+    // That ACK may have shut the window and asked for EPOLLOUT: keep asking.
+    const out = (this.#state[flow]! & S_WINDOW_ZERO) !== 0 ? EPOLL.OUT : 0;
+    if (!this.#watch(flow, DATA_EVENTS | out)) return;
     this.#sendData(flow);
   }
 
