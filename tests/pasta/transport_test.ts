@@ -787,7 +787,9 @@ transportTest("malformed TCP segments and a SYN flood: pasta keeps serving", [
     `${PYTHON} ${FAULTS} ${NET.hostIfname} ${NET.gateway4} ${echoPort} 198.51.100.7 20000 > ${sb.dir}/faults.json`,
     `touch ${flooded}`,
     // The table may be full of unanswered SYNs for the handshake timeout: retry for 25 s.
-    `i=0; until socat -u OPEN:${src} TCP4:${NET.gateway4}:${bigPort},connect-timeout=2; do`,
+    // The sink takes one connection: an attempt given up while pasta, on a loaded
+    // machine, still works through the flood would use it up, so wait long enough.
+    `i=0; until socat -u OPEN:${src} TCP4:${NET.gateway4}:${bigPort},connect-timeout=10; do`,
     `  i=$((i+1)); [ $i -le 25 ] || { echo "FAILED transfer after the flood"; exit 1; }; sleep 1; done`,
     `echo "transfer retries: $i"`,
   ].join("\n");
