@@ -122,13 +122,15 @@ export function startDataPath(
     guestAssigned6: plan.ip6?.address,
   }, tap.send.bind(tap));
   ingress.setEcho(echo);
+  const flows = new FlowTable();
+  loop.addEndOfTurn(() => flows.endOfTurn());
   const ctx: DataPathContext = {
     config,
     loop,
     tap,
     plan,
     guest,
-    flows: new FlowTable(),
+    flows,
     nat: new AddressMap(plan, guest),
   };
   const tcp = config.noTcp ? undefined : new TcpTranslator(ctx);

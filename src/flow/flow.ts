@@ -1,21 +1,37 @@
 /**
- * The flow table shared by TCP, UDP and ICMP: fixed capacity, O(1) insertion,
- * lookup and removal by the tap-side 5-tuple.
+ * The flow table shared by TCP, UDP and ICMP/ICMPv6 echo: fixed capacity, O(1)
+ * insertion, lookup and removal by the tap-side 5-tuple.
  *
  * Theory of operation: a flow is an index in [0, FLOW_MAX). The table owns only
  * what every protocol shares: the flow's protocol and the tap-side key (guest
  * address and port, remote address and port, all addresses stored as 16 bytes,
- * IPv4 in its v4-mapped form). Each protocol keeps its own per-flow state in
- * arrays indexed by the same number (struct of arrays: no object per flow).
+ * IPv4 in its v4-mapped form; an echo flow's "guest port" is its identifier, its
+ * remote port 0). The host side of a flow is its socket, whose epoll reference
+ * carries the flow number, so socket events need no lookup. Each protocol keeps
+ * its own per-flow state in arrays indexed by the same number (struct of arrays:
+ * no object per flow).
  *
  * Free indices come from a stack. Lookup is an open-addressing hash table of
  * 2 × FLOW_MAX slots with linear probing and backward-shift deletion (no
- * tombstones, so probe lengths never degrade). The hash is keyed with a random
- * secret chosen at start, so a guest cannot aim collisions at us.
- * Lookups read the key straight out of a frame (a PacketView plus offsets):
- * nothing is allocated per packet.
+ * tombstones, so probe lengths never degrade). The hash is SipHash-2-4 (see
+ * siphash.ts) keyed with a random secret chosen at start, so neither a guest
+ * nor a peer can aim collisions at us; the same key makes TCP's initial
+ * sequence numbers (`isnHash`). The key is gathered into a small scratch
+ * buffer, straight out of a frame (a PacketView plus offsets): nothing is
+ * allocated per packet.
+ *
+ * A full table is the table's business, not a protocol's: kinds of flow that
+ * may go early (UDP, echo) register an evictor saying how long each of their
+ * flows has been idle. When `alloc` finds no free number it closes the flows
+ * idle longest (every flow of that age: a flood's one-packet flows go together)
+ * and hands out a freed number. A flow active in its owner's current clock
+ * interval is never evicted, so new work is refused only while everything is in
+ * use, never for good. After a scan that found nothing to evict, no new scan
+ * happens until a flow is freed or the loop turn ends (`endOfTurn`), so a flood
+ * against a full table costs one scan per turn, not one per packet.
  */
 import type { PacketView } from "../protocols/packet.ts";
+import { flowHash } from "./siphash.ts";
 
 /** Capacity of the flow table. */
 export const FLOW_MAX = 16384;
@@ -27,12 +43,20 @@ const EMPTY = -1;
 /** Flow protocols (the "type" of a flow). */
 export const FlowType = { NONE: 0, TCP: 6, UDP: 17, ICMP: 1, ICMPV6: 58 } as const;
 
-const secret = crypto.getRandomValues(new Uint32Array(4));
+/** Hash input: domain, type, guest address, remote address, ports (38 bytes). */
+const KEY_LEN = 38;
+const KEY_DOMAIN_INDEX = 0;
+const KEY_DOMAIN_ISN = 1;
 
-/** Mix a 32-bit value into the running hash (a keyed multiply-rotate step). */
-function mix(h: number, v: number): number {
-  h = Math.imul(h ^ v, 0x9e3779b1);
-  return ((h << 13) | (h >>> 19)) >>> 0;
+/** What the table needs from a kind of flow that may be evicted when it is full. */
+export interface FlowEvictor {
+  /**
+   * How long flow `index` has been idle (ms, on its owner's clock), or -1 when
+   * it must not be evicted now (active in the current interval, or closing).
+   */
+  idleFor(index: number): number;
+  /** Close flow `index` now; its number must be free when this returns. */
+  evict(index: number): void;
 }
 
 /** The table. */
@@ -54,33 +78,67 @@ export class FlowTable {
   readonly #buckets = new Int32Array(BUCKETS).fill(EMPTY);
   readonly #free = new Int32Array(FLOW_MAX);
   #freeCount = FLOW_MAX;
+  readonly #key = new Uint8Array(KEY_LEN);
+  /** Evictors by flow type (undefined: that kind stays until its owner closes it). */
+  readonly #evictors: Array<FlowEvictor | undefined> = new Array(256).fill(undefined);
+  #hasEvictors = false;
+  /** A scan found nothing to evict since the last free or turn end. */
+  #fruitless = false;
   /** Flows in use. */
   count = 0;
+  /** Flows closed early to make room (for tests and logs). */
+  evicted = 0;
 
   constructor() {
     for (let i = 0; i < FLOW_MAX; i++) this.#free[i] = FLOW_MAX - 1 - i;
   }
 
-  readonly #reclaimers: Array<() => number> = [];
-
-  /**
-   * Register `reclaim`, called when `alloc` finds the table full: it may free
-   * flows that can go (idle UDP flows) and returns how many it freed.
-   */
-  onFull(reclaim: () => number): void {
-    this.#reclaimers.push(reclaim);
+  /** Flows of `type` may be evicted when the table is full; `evictor` closes them. */
+  evictable(type: number, evictor: FlowEvictor): void {
+    this.#evictors[type] = evictor;
+    this.#hasEvictors = true;
   }
 
-  /** Take a free flow for `type`; -1 when the table is full and nothing could be reclaimed. */
+  /** End of a loop turn: a full table may be scanned for idle flows again. */
+  endOfTurn(): void {
+    this.#fruitless = false;
+  }
+
+  /**
+   * Take a free flow for `type`; when the table is full, evict the flows idle
+   * longest first. -1 when every flow is in use.
+   */
   alloc(type: number): number {
-    if (this.#freeCount === 0) {
-      for (const reclaim of this.#reclaimers) if (reclaim() > 0 && this.#freeCount > 0) break;
-      if (this.#freeCount === 0) return -1;
-    }
+    if (this.#freeCount === 0 && !this.#evictIdlest()) return -1;
     const index = this.#free[--this.#freeCount]!;
     this.type[index] = type;
     this.count++;
     return index;
+  }
+
+  /** Evict every flow of the greatest idle time: whether any number was freed. */
+  #evictIdlest(): boolean {
+    if (!this.#hasEvictors || this.#fruitless) return false;
+    const evictors = this.#evictors;
+    let longest = -1;
+    for (let i = 0; i < FLOW_MAX; i++) {
+      const evictor = evictors[this.type[i]!];
+      if (evictor === undefined) continue;
+      const idle = evictor.idleFor(i);
+      if (idle > longest) longest = idle;
+    }
+    if (longest < 0) {
+      this.#fruitless = true;
+      return false;
+    }
+    for (let i = 0; i < FLOW_MAX; i++) {
+      const evictor = evictors[this.type[i]!];
+      if (evictor !== undefined && evictor.idleFor(i) === longest) {
+        evictor.evict(i);
+        this.evicted++;
+      }
+    }
+    return this.#freeCount > 0;
   }
 
   /** Release a flow (removing its key from the lookup table first, if present). */
@@ -90,11 +148,67 @@ export class FlowTable {
     this.type[index] = FlowType.NONE;
     this.#free[this.#freeCount++] = index;
     this.count--;
+    this.#fruitless = false;
+  }
+
+  /**
+   * Gather a key into #key: `domain`, `type`, then both addresses as 16 bytes
+   * (IPv4 v4-mapped, so both forms agree) and both ports, big-endian.
+   */
+  #gather(
+    domain: number,
+    type: number,
+    guest: Uint8Array,
+    guestOff: number,
+    guestPort: number,
+    remote: Uint8Array,
+    remoteOff: number,
+    remotePort: number,
+    len: number,
+  ): void {
+    const k = this.#key;
+    k[0] = domain;
+    k[1] = type;
+    if (len === 4) {
+      for (let i = 2; i < 12; i++) k[i] = 0;
+      k[12] = k[13] = 0xff;
+      for (let i = 18; i < 28; i++) k[i] = 0;
+      k[28] = k[29] = 0xff;
+    }
+    const pad = 16 - len;
+    for (let i = 0; i < len; i++) {
+      k[2 + pad + i] = guest[guestOff + i]!;
+      k[18 + pad + i] = remote[remoteOff + i]!;
+    }
+    k[34] = guestPort >>> 8;
+    k[35] = guestPort & 0xff;
+    k[36] = remotePort >>> 8;
+    k[37] = remotePort & 0xff;
+  }
+
+  /**
+   * The keyed hash of flow `index`'s stored key, in a domain of its own: the
+   * secret part of TCP's initial sequence number (RFC 6528), 32 bits unsigned.
+   */
+  isnHash(index: number): number {
+    const base = index * 16;
+    this.#gather(
+      KEY_DOMAIN_ISN,
+      this.type[index]!,
+      this.guestAddr,
+      base,
+      this.guestPort[index]!,
+      this.remoteAddr,
+      base,
+      this.remotePort[index]!,
+      16,
+    );
+    return flowHash.hash(this.#key, 0, KEY_LEN);
   }
 
   #hashKey(
     type: number,
-    src: Uint8Array,
+    guest: Uint8Array,
     guestOff: number,
     guestPort: number,
     remote: Uint8Array,
@@ -102,25 +216,18 @@ export class FlowTable {
     remotePort: number,
     len: number,
   ): number {
-    let h = secret[0]! ^ type;
-    const pad = 16 - len; // IPv4: hash as if v4-mapped, so both forms agree
-    if (pad > 0) h = mix(h, 0xffff0000);
-    for (let i = 0; i < len; i += 4) {
-      h = mix(
-        h,
-        (src[guestOff + i]! << 24) | (src[guestOff + i + 1]! << 16) |
-          (src[guestOff + i + 2]! << 8) | src[guestOff + i + 3]!,
-      );
-    }
-    h = mix(h ^ secret[1]!, (guestPort << 16) | remotePort);
-    for (let i = 0; i < len; i += 4) {
-      h = mix(
-        h,
-        (remote[remoteOff + i]! << 24) | (remote[remoteOff + i + 1]! << 16) |
-          (remote[remoteOff + i + 2]! << 8) | remote[remoteOff + i + 3]!,
-      );
-    }
-    return (mix(h, secret[2]!) ^ secret[3]!) >>> 0; // unsigned, as #hashOf stores it
+    this.#gather(
+      KEY_DOMAIN_INDEX,
+      type,
+      guest,
+      guestOff,
+      guestPort,
+      remote,
+      remoteOff,
+      remotePort,
+      len,
+    );
+    return flowHash.hash(this.#key, 0, KEY_LEN);
   }
 
   /**

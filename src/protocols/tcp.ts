@@ -278,7 +278,6 @@ export class TcpTranslator implements TransportHandler {
   readonly #dst6 = new Uint8Array(16);
   #inBuffer: Uint8Array | undefined;
   #inAddress = 0;
-  readonly #isnSecret = crypto.getRandomValues(new Uint32Array(2));
 
   constructor(ctx: DataPathContext, options: TcpOptions = {}) {
     this.#ctx = ctx;
@@ -492,15 +491,9 @@ export class TcpTranslator implements TransportHandler {
 
   // --- connections ------------------------------------------------------------------------
 
+  /** RFC 6528: the keyed hash (SipHash) of the 4-tuple plus a 4 µs clock. */
   #isn(flow: number): number {
-    const f = this.#ctx.flows;
-    let h = this.#isnSecret[0]! ^ (f.guestPort[flow]! << 16 | f.remotePort[flow]!);
-    for (let i = 0; i < 16; i++) {
-      h = Math.imul(h ^ f.guestAddr[flow * 16 + i]!, 0x01000193);
-      h = Math.imul(h ^ f.remoteAddr[flow * 16 + i]!, 0x01000193);
-    }
-    h = Math.imul(h ^ this.#isnSecret[1]!, 0x9e3779b1);
-    return (h + Math.floor(sys.monotonicMs() * 250)) >>> 0; // + a 4 µs clock
+    return (this.#ctx.flows.isnHash(flow) + Math.floor(sys.monotonicMs() * 250)) >>> 0;
   }
 
   /** A SYN from the guest for a new connection. */
@@ -1144,28 +1137,38 @@ export class TcpTranslator implements TransportHandler {
     payload: number,
     flags: number,
   ): void {
-    // Build it as if for a flow: borrow a free slot of the table for the key.
-    const flows = this.#ctx.flows;
-    const flow = flows.alloc(FlowType.TCP);
-    if (flow < 0) return this.#drop("table full");
-    flows.setKey(
-      flow,
-      pkt.bytes,
-      pkt.start + srcOff,
-      sport,
-      pkt.bytes,
-      pkt.start + dstOff,
-      dport,
-      addrLen,
-    );
+    // Built straight from the segment's addresses: no flow is needed, so a full
+    // table does not keep the guest from hearing that the connection is gone.
+    const ctx = this.#ctx;
+    const v6 = addrLen === 16;
+    const src = v6 ? this.#src6 : this.#src4;
+    const dst = v6 ? this.#dst6 : this.#dst4;
+    pkt.copyOut(dstOff, addrLen, src);
+    pkt.copyOut(srcOff, addrLen, dst);
     const ackFlag = (flags & ACK) !== 0;
-    this.#seqToGuest[flow] = ackFlag ? pkt.u32(l4 + TCP_ACK) : 0;
     const consumed = payload + ((flags & SYN) !== 0 ? 1 : 0) + ((flags & FIN) !== 0 ? 1 : 0);
-    this.#seqFromGuest[flow] = (pkt.u32(l4 + TCP_SEQ) + consumed) >>> 0;
-    this.#sock[flow] = -1;
-    this.#state[flow] = 0;
-    this.#sendFlags(flow, ackFlag ? RST : RST | ACK);
-    flows.free(flow);
+    const rstFlags = ackFlag ? RST : RST | ACK;
+    const out = ctx.tap.next();
+    writeEthHeader(out, 0, ctx.guest.mac, ctx.plan.ourMac, v6 ? ETH_P_IPV6 : ETH_P_IP);
+    const rst = v6
+      ? writeIpv6Header(out, ETH_HLEN, src, dst, IPPROTO.TCP, TCP_HLEN, 64)
+      : writeIpv4Header(out, ETH_HLEN, src, dst, IPPROTO.TCP, TCP_HLEN, 64);
+    out.put16(rst + TCP_SPORT, dport);
+    out.put16(rst + TCP_DPORT, sport);
+    out.put32(rst + TCP_SEQ, ackFlag ? pkt.u32(l4 + TCP_ACK) : 0);
+    out.put32(rst + TCP_ACK, ackFlag ? 0 : (pkt.u32(l4 + TCP_SEQ) + consumed) >>> 0);
+    out.put8(rst + TCP_OFF, (TCP_HLEN >> 2) << 4);
+    out.put8(rst + TCP_FLAGS, rstFlags);
+    out.put16(rst + TCP_WIN, 0);
+    out.put16(rst + TCP_CSUM, 0);
+    out.put16(rst + TCP_URP, 0);
+    const csum = v6
+      ? l4ChecksumV6(out.view, out.start + ETH_HLEN, out.start + rst, TCP_HLEN, IPPROTO_TCP)
+      : l4ChecksumV4(out.view, out.start + ETH_HLEN, out.start + rst, TCP_HLEN, IPPROTO_TCP);
+    out.put16(rst + TCP_CSUM, csum);
+    ctx.tap.queue(rst + TCP_HLEN);
+    this.stats.segmentsOut++;
+    this.stats.resetsOut++;
   }
 
   // --- ACKs, timers, closing ---------------------------------------------------------

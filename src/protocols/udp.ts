@@ -64,12 +64,12 @@
  * by a sweep timer; time is a coarse clock advanced by that timer, so the data
  * path makes no clock call and expiry happens within one sweep interval after
  * the timeout. The flow table's capacity bounds the flows. When it is full
- * (for any protocol's new flow), the UDP flows idle longest make room: every
- * flow last active at the oldest time on the coarse clock, if that is before
- * the current interval (a flood's one-datagram flows go first; a flow with
- * traffic in this interval never does). If none may go, the datagram is
- * dropped and counted (logged once at debug level until a flow is freed), and
- * no new scan happens before the clock advances. Nothing on the data path
+ * (for any protocol's new flow), the table evicts the flows idle longest: for
+ * UDP, every flow last active at the oldest time on the coarse clock, if that is
+ * before the current interval (a flood's one-datagram flows go first; a flow
+ * with traffic in this interval never does). If none may go, the datagram is
+ * dropped and counted, and the table does not scan again before a flow is
+ * freed or the loop turn ends. Nothing on the data path
  * allocates or throws.
  */
 
@@ -89,7 +89,7 @@ import {
 } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import type { DataPathContext, TransportHandler } from "../flow/context.ts";
-import { FLOW_MAX, FlowType } from "../flow/flow.ts";
+import { FLOW_MAX, type FlowEvictor, FlowType } from "../flow/flow.ts";
 import { OutboundKind } from "../flow/nat.ts";
 import { log } from "../log.ts";
 import { fold16, ipv4PseudoSum, ipv6PseudoSum, sum16 } from "./checksum.ts";
@@ -318,35 +318,24 @@ export class UdpTranslator implements TransportHandler {
     this.#flowKind = ctx.loop.defineKind("udp", this.#onFlowReadable);
     this.#forwardKind = ctx.loop.defineKind("udp-forward", this.#onForwardReadable);
     ctx.loop.addTimer("udp", this.#sweepMs, this.#onTimer);
-    ctx.flows.onFull(this.#reclaim);
+    ctx.flows.evictable(FlowType.UDP, this.#evictor);
   }
 
-  /** The coarse time of the last scan that found nothing to evict (-1: none). */
-  #fruitlessScanAt = -1;
-
-  /** The flow table is full: evict the idlest UDP flows (see the file comment). */
-  readonly #reclaim = (): number => {
-    if (this.#closed || this.#fruitlessScanAt === this.#nowMs) return 0;
-    const flows = this.#ctx.flows;
-    const last = this.#lastActiveMs;
-    let oldest = Infinity;
-    for (let i = 0; i < FLOW_MAX; i++) {
-      if (flows.type[i] === FlowType.UDP && last[i]! < oldest) oldest = last[i]!;
-    }
-    if (oldest >= this.#nowMs) {
-      this.#fruitlessScanAt = this.#nowMs;
-      return 0;
-    }
-    let evicted = 0;
-    for (let i = 0; i < FLOW_MAX; i++) {
-      if (flows.type[i] === FlowType.UDP && last[i]! <= oldest) {
-        this.#closeFlow(i);
-        evicted++;
-      }
-    }
-    this.stats.flowsEvicted += evicted;
-    if (log.debugging) log.debug(`UDP: flow table full: ${evicted} idle flows closed early`);
-    return evicted;
+  /**
+   * For the flow table when it is full: a flow's idle time on the coarse clock,
+   * and closing it (see the file comment).
+   */
+  readonly #evictor: FlowEvictor = {
+    idleFor: (index: number): number => {
+      if (this.#closed) return -1;
+      const idle = this.#nowMs - this.#lastActiveMs[index]!;
+      return idle > 0 ? idle : -1;
+    },
+    evict: (index: number): void => {
+      if (log.debugging) log.debug(`UDP: flow table full: idle flow ${index} closed early`);
+      this.#closeFlow(index);
+      this.stats.flowsEvicted++;
+    },
   };
 
   /** Number of open UDP flows. */

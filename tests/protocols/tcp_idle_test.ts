@@ -110,3 +110,47 @@ Deno.test("tcp: resetAll (the guest went away) ends every connection, no flow le
     tcp.close();
   }
 });
+
+Deno.test("tcp: a stray segment gets its RST without a flow, even from a full table", () => {
+  const ctx = udpContext();
+  const tcp = new TcpTranslator(ctx);
+  const frames: Uint8Array[] = [];
+  ctx.tap.onFrame = (f) => frames.push(f);
+  const taken: number[] = [];
+  for (;;) {
+    const index = ctx.flows.alloc(6);
+    if (index < 0) break;
+    taken.push(index);
+  }
+  const before = ctx.flows.count;
+  try {
+    // An ACK for nothing: RST with its acknowledgement number as sequence.
+    const stray = segment(41000, 9, 5000, 0x12345678, ACK);
+    tcp.fromTap4(view(stray), ETH_HLEN, 20, 20);
+    // A FIN without ACK: RST|ACK acknowledging the sequence number plus the FIN.
+    const fin = segment(41001, 9, 7000, 0, 0x01);
+    tcp.fromTap4(view(fin), ETH_HLEN, 20, 20);
+    ctx.tap.flush();
+    assert.equal(frames.length, 2, "one RST per stray segment");
+    const [rst, rstAck] = frames as [Uint8Array, Uint8Array];
+    const l4 = ETH_HLEN + 20;
+    assert.deepEqual(rst.subarray(ETH_HLEN + 12, ETH_HLEN + 16), GATEWAY4, "from where it went");
+    assert.deepEqual(rst.subarray(ETH_HLEN + 16, ETH_HLEN + 20), HOST4, "to the guest");
+    assert.equal(rd16(rst, l4), 9);
+    assert.equal(rd16(rst, l4 + 2), 41000);
+    assert.equal(flagsOf(rst), RST);
+    assert.equal(rd32(rst, l4 + 4), 0x12345678);
+    assert.equal(flagsOf(rstAck), RST | ACK);
+    assert.equal(rd32(rstAck, l4 + 4), 0);
+    assert.equal(rd32(rstAck, l4 + 8), 7001);
+    for (const f of frames) {
+      const pseudo = bytes(GATEWAY4, HOST4, 0, 6, be16(20));
+      assert.equal(naiveChecksum(bytes(pseudo, f.subarray(l4, l4 + 20))), 0, "TCP checksum");
+    }
+    assert.equal(ctx.flows.count, before, "no flow borrowed");
+  } finally {
+    for (const index of taken) ctx.flows.free(index);
+    tcp.close();
+    ctx.loop.close();
+  }
+});
