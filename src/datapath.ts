@@ -105,23 +105,6 @@ export function startDataPath(
     tap.setCapture(openPcap(config.pcapFile));
     log.info(`Saving packet capture to ${config.pcapFile}`);
   }
-  const echo = config.noIcmp ? undefined : new IcmpEcho(loop, {
-    ourMac: plan.ourMac,
-    guest,
-    ipv4: plan.ip4 !== undefined,
-    ipv6: plan.ip6 !== undefined,
-    outboundAddr4: config.ip4.outbound,
-    outboundAddr6: config.ip6.outbound,
-    outboundIf4: config.ip4.outboundIf,
-    outboundIf6: config.ip6.outboundIf,
-    mapHostLoopback4: plan.ip4?.mapHostLoopback,
-    mapHostLoopback6: plan.ip6?.mapHostLoopback,
-    mapGuestAddr4: plan.ip4?.mapGuestAddr,
-    mapGuestAddr6: plan.ip6?.mapGuestAddr,
-    guestAssigned4: plan.ip4?.address,
-    guestAssigned6: plan.ip6?.address,
-  }, tap.send.bind(tap));
-  ingress.setEcho(echo);
   const flows = new FlowTable();
   loop.addEndOfTurn(() => flows.endOfTurn());
   const ctx: DataPathContext = {
@@ -133,6 +116,28 @@ export function startDataPath(
     flows,
     nat: new AddressMap(plan, guest),
   };
+  const echo = config.noIcmp ? undefined : new IcmpEcho(
+    loop,
+    {
+      ourMac: plan.ourMac,
+      guest,
+      ipv4: plan.ip4 !== undefined,
+      ipv6: plan.ip6 !== undefined,
+      outboundAddr4: config.ip4.outbound,
+      outboundAddr6: config.ip6.outbound,
+      outboundIf4: config.ip4.outboundIf,
+      outboundIf6: config.ip6.outboundIf,
+      mapHostLoopback4: plan.ip4?.mapHostLoopback,
+      mapHostLoopback6: plan.ip6?.mapHostLoopback,
+      mapGuestAddr4: plan.ip4?.mapGuestAddr,
+      mapGuestAddr6: plan.ip6?.mapGuestAddr,
+      guestAssigned4: plan.ip4?.address,
+      guestAssigned6: plan.ip6?.address,
+    },
+    tap.send.bind(tap),
+    ctx,
+  );
+  ingress.setEcho(echo);
   const tcp = config.noTcp ? undefined : new TcpTranslator(ctx);
   ingress.setTcp(tcp);
   const udp = config.noUdp ? undefined : new UdpTranslator(ctx);

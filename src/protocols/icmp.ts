@@ -20,13 +20,14 @@
  * different, but unique, identifier, and replies get the guest's one back, since
  * the flow remembers it.
  *
- * Destinations are translated before sending: the `mapHostLoopback` address goes
- * to 127.0.0.1 / ::1 (the host itself answers), the `mapGuestAddr` address to the
- * address the guest was assigned, which the host owns too. A link-local IPv6
- * destination that no mapping covers needs an interface: it goes out with the
- * scope of the IPv6 outbound interface, or is dropped when there is none. The
- * outbound address (-o) and interface (SO_BINDTODEVICE) apply to every flow
- * except those to the host's loopback, which would not be reachable through them.
+ * Destinations are translated before sending, by the rules every protocol
+ * shares (src/flow/nat.ts): the `mapHostLoopback` address goes to 127.0.0.1 /
+ * ::1 (the host itself answers), the `mapGuestAddr` address to the address the
+ * guest was assigned, which the host owns too. A link-local IPv6 destination
+ * that no mapping covers needs an interface: it goes out with the scope of the
+ * IPv6 outbound interface, or is dropped when there is none. The outbound
+ * address (-o) and interface (SO_BINDTODEVICE) apply to every flow except those
+ * to the host's loopback, which would not be reachable through them.
  *
  * Replies are read when the socket is readable, in a bounded batch per event,
  * straight into a preallocated frame buffer just past the room for the Ethernet
@@ -36,12 +37,17 @@
  * identifier restored and the checksum recomputed (over the pseudo header for
  * ICMPv6). A datagram whose sender is not the flow's target is dropped.
  *
- * The table is fixed-size and allocated at start: flows live in slots, found by a
- * keyed hash over (version, identifier, addresses) with chaining through slot
- * numbers. Time is a coarse clock advanced by the sweep timer, so the data path
- * makes no clock call; a flow idle for FLOW_TIMEOUT_MS is closed at the next
- * sweep. Nothing on the data path allocates or throws: bad frames and failures
- * are counted in `stats` (and described in the debug log).
+ * Flows are ICMP/ICMPV6 flows of the data path's one flow table (src/flow/):
+ * the key is the guest's address, its identifier (as the "guest port") and the
+ * destination it used; our per-flow state (socket, identifier, translated
+ * target) lives in arrays indexed by flow number. Time is a coarse clock
+ * advanced by the sweep timer, so the data path makes no clock call; a flow
+ * idle for FLOW_TIMEOUT_MS is closed at the next sweep. When the table is full,
+ * or echo flows reach `capacity`, the flows idle longest (idle before the
+ * current sweep interval) are closed to make room: a flood of identifiers
+ * leaves nothing behind that keeps the next ping out for good. Nothing on the
+ * data path allocates or throws: bad frames and failures are counted in
+ * `stats` (and described in the debug log).
  *
  * Ping sockets need the process's group inside `net.ipv4.ping_group_range`
  * (the same setting covers ICMPv6); otherwise socket() fails with EACCES and every
@@ -49,9 +55,12 @@
  */
 
 import { isLoopback4, isLoopback6 } from "../addr.ts";
+import type { NetworkPlan } from "../config/network.ts";
 import { AF, EPOLL, IPPROTO, MSG, SO, SOCK, SOL } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
+import { FLOW_MAX, type FlowEvictor, FlowTable, FlowType } from "../flow/flow.ts";
+import { AddressMap, OutboundKind } from "../flow/nat.ts";
 import type { EventLoop } from "../loop.ts";
 import { finish, fold16, l4ChecksumV6, sum16 } from "./checksum.ts";
 import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
@@ -94,8 +103,11 @@ export const ICMP_ECHO_SEQ = 6;
 /** Length of an echo header, bytes. */
 export const ICMP_ECHO_HLEN = 8;
 
-/** Default flow table size (flows). */
-export const ICMP_FLOWS_MAX = 1024;
+/**
+ * Echo flows at most, by default (each holds a socket): a quarter of the shared
+ * flow table, so a flood of identifiers leaves room for other protocols.
+ */
+export const ICMP_FLOWS_MAX = FLOW_MAX / 4;
 /** Inactivity after which a flow is closed, ms. */
 export const FLOW_TIMEOUT_MS = 60_000;
 /** Interval of the expiry sweep, ms (also the resolution of the flow clock). */
@@ -191,46 +203,61 @@ export class IcmpStats extends ServiceStats<IcmpDrop> {
   flowsClosed = 0;
   /** Flows whose socket could not take the guest's identifier (the kernel chose one). */
   idRemapped = 0;
+  /** Idle flows closed early to make room for new ones. */
+  flowsEvicted = 0;
 
   constructor() {
     super(DROP_REASONS);
   }
 }
 
-/** One echo conversation; slots are preallocated and reused. */
-class EchoFlow {
-  /** The ping socket, or -1 when the slot is free. */
-  fd = -1;
-  v6 = false;
-  /** Identifier the guest chose (host number). */
-  guestId = 0;
-  /** Identifier of the socket ("port"), which requests leave with. */
-  socketId = 0;
-  /** Source address of the guest's requests: replies go there. */
-  readonly guestAddr = new Uint8Array(16);
-  readonly guestAddr4 = this.guestAddr.subarray(0, 4);
-  /** Destination the guest used: replies come from there. */
-  readonly origDst = new Uint8Array(16);
-  readonly origDst4 = this.origDst.subarray(0, 4);
-  /** Where the socket sends, after address translation. */
-  readonly target = new Uint8Array(16);
-  readonly target4 = this.target.subarray(0, 4);
-  /** Interface scope for a link-local IPv6 target (0: none). */
-  scopeId = 0;
-  /** Flow clock reading at the last request or reply, ms. */
-  lastActiveMs = 0;
-  /** Hash bucket holding this flow, and the next slot in its chain (-1: end). */
-  bucket = -1;
-  next = -1;
+/** What the echo forwarder shares with the rest of the data path. */
+export interface IcmpShared {
+  /** The flow table: echo flows are ICMP/ICMPV6 flows in it. */
+  readonly flows: FlowTable;
+  /** The address translation rules. */
+  readonly nat: AddressMap;
 }
 
-const IP4_LOOPBACK = new Uint8Array([127, 0, 0, 1]);
-const IP6_LOOPBACK = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-
-function bytesEqual(a: Uint8Array, b: Uint8Array | undefined): boolean {
-  if (b === undefined || a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * Address translation for a forwarder made on its own (tests): the rules of
+ * nat.ts over a plan holding only what echo uses.
+ */
+function standaloneNat(p: IcmpParams): AddressMap {
+  const family = (
+    address: Uint8Array | undefined,
+    mapHostLoopback: Uint8Array | undefined,
+    mapGuestAddr: Uint8Array | undefined,
+    len: number,
+  ) => ({
+    hostIfname: "",
+    hostIfindex: 0,
+    address: address ?? new Uint8Array(len),
+    prefixLength: 0,
+    gateway: undefined,
+    hostAddresses: [],
+    hostRoutes: [],
+    mapHostLoopback,
+    mapGuestAddr,
+    dnsForward: undefined,
+    dns: [],
+    resolvers: [],
+  });
+  const plan: NetworkPlan = {
+    ourMac: p.ourMac,
+    ip4: family(p.guestAssigned4, p.mapHostLoopback4, p.mapGuestAddr4, 4),
+    ip6: {
+      ...family(p.guestAssigned6, p.mapHostLoopback6, p.mapGuestAddr6, 16),
+      ourLinkLocal: new Uint8Array(16),
+    },
+    search: [],
+    mtu: 0,
+    dhcp: false,
+    ndp: false,
+    ra: false,
+    dhcpv6: false,
+  };
+  return new AddressMap(plan, p.guest);
 }
 
 /** Forwards the guest's echo requests through ping sockets and its replies back. */
@@ -242,18 +269,25 @@ export class IcmpEcho {
   readonly #p: IcmpParams;
   readonly #tapSend: (frame: PacketView) => void;
   readonly #kind: number;
-
-  /**
-   * The slots used so far: slot objects are made on first use, and the free list
-   * hands out the lowest slots first, so the used ones are always a prefix. A
-   * slot, once made, is reused for good: no allocation per request.
-   */
-  readonly #flows: EchoFlow[];
+  readonly #flows: FlowTable;
+  readonly #nat: AddressMap;
   readonly #capacity: number;
-  readonly #free: Int32Array;
-  #freeCount: number;
-  readonly #buckets: Int32Array;
-  readonly #hashKey: number;
+  #count = 0;
+  /** A scan for an idle flow to evict found none since the clock last moved. */
+  #fruitless = false;
+
+  // Per-flow state, indexed by flow number (the key is in the table: the
+  // guest's address and identifier, the destination it used).
+  /** The ping socket, or -1. */
+  readonly #fd = new Int32Array(FLOW_MAX).fill(-1);
+  /** Identifier of the socket ("port"), which requests leave with. */
+  readonly #socketId = new Uint16Array(FLOW_MAX);
+  /** Where the socket sends, after address translation (16 bytes per flow). */
+  readonly #target = new Uint8Array(FLOW_MAX * 16);
+  /** Interface scope for a link-local IPv6 target (0: none). */
+  readonly #scopeId = new Uint32Array(FLOW_MAX);
+  /** Flow clock reading at the last request or reply, ms. */
+  readonly #lastActiveMs = new Float64Array(FLOW_MAX);
   #nowMs = 0;
   /** Our sockets per identifier: IPv4 at [id], IPv6 at [65536 + id]. */
   readonly #idUsers = new Uint16Array(2 * 65536);
@@ -268,6 +302,12 @@ export class IcmpEcho {
   readonly #sa = sys.pinnedBuffer(SA6_LEN);
   readonly #peer = sys.pinnedBuffer(SA6_LEN);
   readonly #peerLen = sys.pinnedBuffer(4);
+  readonly #addr = new Uint8Array(16);
+  readonly #addr4 = this.#addr.subarray(12);
+  readonly #src4 = new Uint8Array(4);
+  readonly #dst4 = new Uint8Array(4);
+  readonly #src6 = new Uint8Array(16);
+  readonly #dst6 = new Uint8Array(16);
   readonly #bindIf4: Uint8Array<ArrayBuffer> | undefined;
   readonly #bindIf6: Uint8Array<ArrayBuffer> | undefined;
   readonly #scope6: number;
@@ -275,24 +315,25 @@ export class IcmpEcho {
   /**
    * Registers the socket kind and the expiry timer with `loop`; `tapSend` is
    * called with each reply frame (window = the frame) and must consume it before
-   * returning, as the buffer is reused.
+   * returning, as the buffer is reused. `shared`: the data path's flow table and
+   * address translation (by default, a table and rules of its own, for tests).
    */
-  constructor(loop: EventLoop, params: IcmpParams, tapSend: (frame: PacketView) => void) {
+  constructor(
+    loop: EventLoop,
+    params: IcmpParams,
+    tapSend: (frame: PacketView) => void,
+    shared?: IcmpShared,
+  ) {
     this.#loop = loop;
     this.#p = params;
     this.#tapSend = tapSend;
     const capacity = params.capacity ?? ICMP_FLOWS_MAX;
-    if (!(capacity >= 1 && capacity <= 1 << 20)) throw new RangeError(`ICMP flows: ${capacity}`);
-    this.#flows = [];
+    if (!(capacity >= 1 && capacity <= FLOW_MAX)) throw new RangeError(`ICMP flows: ${capacity}`);
     this.#capacity = capacity;
-    this.#free = new Int32Array(capacity);
-    for (let i = 0; i < capacity; i++) this.#free[i] = capacity - 1 - i; // pop order: slot 0 first
-    this.#freeCount = capacity;
-    let buckets = 1;
-    while (buckets < capacity * 2) buckets <<= 1;
-    this.#buckets = new Int32Array(buckets).fill(-1);
-    // Keyed hash: the guest cannot aim its identifiers at one chain.
-    this.#hashKey = crypto.getRandomValues(new Uint32Array(1))[0]!;
+    this.#flows = shared?.flows ?? new FlowTable();
+    this.#nat = shared?.nat ?? standaloneNat(params);
+    this.#flows.evictable(FlowType.ICMP, this.#evictor);
+    this.#flows.evictable(FlowType.ICMPV6, this.#evictor);
     this.#bindIf4 = params.outboundIf4 !== undefined ? sys.cString(params.outboundIf4) : undefined;
     this.#bindIf6 = params.outboundIf6 !== undefined ? sys.cString(params.outboundIf6) : undefined;
     this.#scope6 = params.outboundIf6 !== undefined ? sys.ifNameToIndex(params.outboundIf6) : 0;
@@ -302,8 +343,22 @@ export class IcmpEcho {
 
   /** Number of open flows. */
   get flowCount(): number {
-    return this.#capacity - this.#freeCount;
+    return this.#count;
   }
+
+  /** For the flow table when it is full: idle time on the flow clock, and closing. */
+  readonly #evictor: FlowEvictor = {
+    idleFor: (index: number): number => {
+      if (this.#fd[index]! < 0) return -1;
+      const idle = this.#nowMs - this.#lastActiveMs[index]!;
+      return idle > 0 ? idle : -1;
+    },
+    evict: (index: number): void => {
+      if (log.debugging) log.debug(`ICMP: flow ${index} closed early to make room`);
+      this.#closeFlow(index);
+      this.stats.flowsEvicted++;
+    },
+  };
 
   /**
    * Handles an IPv4 packet carrying ICMP from the guest: the (validated) IPv4 header
@@ -369,20 +424,20 @@ export class IcmpEcho {
    */
   tick(elapsedMs: number): void {
     this.#nowMs += elapsedMs;
-    const flows = this.#flows;
-    for (let slot = 0; slot < flows.length; slot++) {
-      const flow = flows[slot]!;
-      if (flow.fd >= 0 && this.#nowMs - flow.lastActiveMs >= FLOW_TIMEOUT_MS) {
-        if (log.debugging) log.debug(`ICMP: flow ${slot} expired`);
-        this.#closeFlow(slot);
+    this.#fruitless = false;
+    if (this.#count === 0) return;
+    for (let flow = 0; flow < FLOW_MAX; flow++) {
+      if (this.#fd[flow]! >= 0 && this.#nowMs - this.#lastActiveMs[flow]! >= FLOW_TIMEOUT_MS) {
+        if (log.debugging) log.debug(`ICMP: flow ${flow} expired`);
+        this.#closeFlow(flow);
       }
     }
   }
 
   /** Closes every flow's socket. The loop's timer stays with the loop. */
   close(): void {
-    for (let slot = 0; slot < this.#flows.length; slot++) {
-      if (this.#flows[slot]!.fd >= 0) this.#closeFlow(slot);
+    for (let flow = 0; flow < FLOW_MAX && this.#count > 0; flow++) {
+      if (this.#fd[flow]! >= 0) this.#closeFlow(flow);
     }
   }
 
@@ -408,59 +463,57 @@ export class IcmpEcho {
   ): boolean {
     const addrLen = v6 ? 16 : 4;
     const id = pkt.u16(icmp + ICMP_ECHO_ID);
-    const bucket = this.#hash(pkt, addrOffset, 2 * addrLen, id, v6);
-    let slot = this.#lookup(pkt, addrOffset, addrLen, id, v6, bucket);
-    if (slot < 0) {
-      slot = this.#open(pkt, addrOffset, addrLen, id, v6, bucket);
-      if (slot < 0) return false;
+    const type = v6 ? FlowType.ICMPV6 : FlowType.ICMP;
+    let flow = this.#flows.lookupFrame(type, pkt, addrOffset, id, addrOffset + addrLen, 0, addrLen);
+    if (flow < 0) {
+      flow = this.#open(pkt, addrOffset, addrLen, id, v6);
+      if (flow < 0) return false;
     }
-    const flow = this.#flows[slot]!;
     pkt.copyOut(icmp, length, this.#tx);
-    const saLen = sys.encodeSockaddr(this.#sa, flow.target, v6, 0, flow.scopeId);
-    const sent = sys.sendto(flow.fd, this.#tx, length, 0, this.#sa, saLen);
+    const target = this.#targetOf(flow, v6);
+    const saLen = sys.encodeSockaddr(this.#sa, target, v6, 0, this.#scopeId[flow]!);
+    const sent = sys.sendto(this.#fd[flow]!, this.#tx, length, 0, this.#sa, saLen);
     if (sent < 0) {
       if (log.debugging) {
-        log.debug(`ICMP: flow ${slot}: sendto: ${sys.errnoName(-sent)}`);
+        log.debug(`ICMP: flow ${flow}: sendto: ${sys.errnoName(-sent)}`);
       }
       return this.#drop("send");
     }
-    flow.lastActiveMs = this.#nowMs;
+    this.#lastActiveMs[flow] = this.#nowMs;
     this.stats.requests++;
     return true;
   }
 
-  /** Bucket for (version, id, source and destination addresses). */
-  #hash(pkt: PacketView, addrOffset: number, count: number, id: number, v6: boolean): number {
-    const b = pkt.bytes;
-    const base = pkt.start + addrOffset;
-    let h = Math.imul(this.#hashKey ^ (v6 ? 0x60000 : 0x40000) ^ id, 0x9e3779b1);
-    for (let i = 0; i < count; i++) h = Math.imul(h ^ b[base + i]!, 0x01000193);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    return h & (this.#buckets.length - 1);
+  /** The flow's translated target in #dst4 or #dst6. */
+  #targetOf(flow: number, v6: boolean): Uint8Array {
+    const base = flow * 16;
+    if (v6) {
+      for (let i = 0; i < 16; i++) this.#dst6[i] = this.#target[base + i]!;
+      return this.#dst6;
+    }
+    for (let i = 0; i < 4; i++) this.#dst4[i] = this.#target[base + 12 + i]!;
+    return this.#dst4;
   }
 
-  #lookup(
-    pkt: PacketView,
-    addrOffset: number,
-    addrLen: number,
-    id: number,
-    v6: boolean,
-    bucket: number,
-  ): number {
-    for (let slot = this.#buckets[bucket]!; slot >= 0;) {
-      const flow = this.#flows[slot]!;
-      if (
-        flow.v6 === v6 && flow.guestId === id &&
-        pkt.equals(addrOffset, v6 ? flow.guestAddr : flow.guestAddr4) &&
-        pkt.equals(addrOffset + addrLen, v6 ? flow.origDst : flow.origDst4)
-      ) {
-        return slot;
-      }
-      slot = flow.next;
+  /**
+   * Our own limit (`capacity`) is reached: close the flows idle longest, if any
+   * went idle before the current interval of the flow clock.
+   */
+  #evictOwn(): boolean {
+    if (this.#fruitless) return false;
+    let longest = -1;
+    for (let flow = 0; flow < FLOW_MAX; flow++) {
+      const idle = this.#evictor.idleFor(flow);
+      if (idle > longest) longest = idle;
     }
-    return -1;
+    if (longest < 0) {
+      this.#fruitless = true;
+      return false;
+    }
+    for (let flow = 0; flow < FLOW_MAX; flow++) {
+      if (this.#evictor.idleFor(flow) === longest) this.#evictor.evict(flow);
+    }
+    return true;
   }
 
   /** Opens a flow: translate the destination, make and bind the socket, watch it. */
@@ -470,36 +523,36 @@ export class IcmpEcho {
     addrLen: number,
     id: number,
     v6: boolean,
-    bucket: number,
   ): number {
-    if (this.#freeCount === 0) {
-      if (log.debugging) {
-        log.debug(`ICMP: flow table full (${this.#capacity} flows): echo request dropped`);
-      }
-      this.#drop("full");
-      return -1;
-    }
-    const slot = this.#free[this.#freeCount - 1]!;
-    if (slot === this.#flows.length) this.#flows.push(new EchoFlow());
-    const flow = this.#flows[slot]!;
-    flow.v6 = v6;
-    flow.guestId = id;
-    flow.guestAddr.fill(0);
-    flow.origDst.fill(0);
-    pkt.copyOut(addrOffset, addrLen, flow.guestAddr);
-    pkt.copyOut(addrOffset + addrLen, addrLen, flow.origDst);
-    if (!this.#translate(flow)) {
-      if (log.debugging) log.debug(`ICMP: link-local ${formatIpv6(flow.origDst)}: no interface`);
-      this.#drop("unreachable");
-      return -1;
+    const flows = this.#flows;
+    if (this.#count >= this.#capacity && !this.#evictOwn()) return this.#full();
+    // Translate first: nothing to undo when the destination can't be reached.
+    const addr = this.#addr;
+    addr.fill(0);
+    const kind = this.#nat.outbound(
+      pkt.bytes,
+      pkt.start + addrOffset + addrLen,
+      addrLen,
+      0,
+      false,
+      v6 ? addr : this.#addr4,
+    );
+    let scopeId = 0;
+    if (kind === OutboundKind.NONE) return this.#unreachable(pkt, addrOffset + addrLen, v6);
+    if (v6 && isLinkLocal6(addr)) {
+      if (this.#scope6 === 0) return this.#unreachable(pkt, addrOffset + addrLen, v6);
+      scopeId = this.#scope6;
     }
 
+    const flow = flows.alloc(v6 ? FlowType.ICMPV6 : FlowType.ICMP);
+    if (flow < 0) return this.#full();
     const fd = sys.trySocket(
       v6 ? AF.INET6 : AF.INET,
       SOCK.DGRAM | SOCK.NONBLOCK | SOCK.CLOEXEC,
       v6 ? IPPROTO.ICMPV6 : IPPROTO.ICMP,
     );
     if (fd < 0) {
+      flows.free(flow);
       if (log.debugging) {
         log.debug(
           `ICMP: ping socket: ${sys.errnoName(-fd)} ` +
@@ -509,11 +562,12 @@ export class IcmpEcho {
       this.#drop("socket");
       return -1;
     }
-    const toLoopback = v6 ? isLoopback6(flow.target) : isLoopback4(flow.target4);
+    const toLoopback = kind === OutboundKind.HOST_LOOPBACK ||
+      (v6 ? isLoopback6(addr) : isLoopback4(this.#addr4));
     const bindIf = toLoopback ? undefined : v6 ? this.#bindIf6 : this.#bindIf4;
     if (bindIf !== undefined) {
       const r = sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.BINDTODEVICE, bindIf);
-      if (r < 0) return this.#failSocket(fd, "SO_BINDTODEVICE", r);
+      if (r < 0) return this.#failSocket(flow, fd, "SO_BINDTODEVICE", r);
     }
     const local = toLoopback ? undefined : v6 ? this.#p.outboundAddr6 : this.#p.outboundAddr4;
     // Port = identifier, so the guest's one survives; else let the kernel choose.
@@ -526,72 +580,75 @@ export class IcmpEcho {
       sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, id, 0)) < 0
     ) {
       const r = sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, 0, 0));
-      if (r < 0) return this.#failSocket(fd, "bind", r);
+      if (r < 0) return this.#failSocket(flow, fd, "bind", r);
       const n = sys.tryGetsockname(fd, this.#sa, this.#peerLen);
-      if (n < 0) return this.#failSocket(fd, "getsockname", n);
+      if (n < 0) return this.#failSocket(flow, fd, "getsockname", n);
       socketId = sys.sockaddrPort(this.#sa);
       this.stats.idRemapped++;
     }
-    const r = this.#loop.add(fd, this.#kind, slot, EPOLL.IN);
-    if (r < 0) return this.#failSocket(fd, "epoll_ctl", r);
+    const r = this.#loop.add(fd, this.#kind, flow, EPOLL.IN);
+    if (r < 0) return this.#failSocket(flow, fd, "epoll_ctl", r);
 
-    this.#freeCount--;
-    flow.fd = fd;
-    flow.socketId = socketId;
+    flows.setKey(
+      flow,
+      pkt.bytes,
+      pkt.start + addrOffset,
+      id,
+      pkt.bytes,
+      pkt.start + addrOffset + addrLen,
+      0,
+      addrLen,
+    );
+    this.#target.set(addr, flow * 16);
+    this.#scopeId[flow] = scopeId;
+    this.#fd[flow] = fd;
+    this.#socketId[flow] = socketId;
     this.#idUsers[idBase + socketId]!++;
-    flow.lastActiveMs = this.#nowMs;
-    flow.bucket = bucket;
-    flow.next = this.#buckets[bucket]!;
-    this.#buckets[bucket] = slot;
+    this.#lastActiveMs[flow] = this.#nowMs;
+    this.#count++;
     this.stats.flowsOpened++;
     if (log.debugging) {
       const fmt = v6 ? formatIpv6 : formatIpv4;
+      const at = (a: Uint8Array) =>
+        v6 ? a.slice(flow * 16, flow * 16 + 16) : a.slice(flow * 16 + 12, flow * 16 + 16);
       log.debug(
-        `ICMP: flow ${slot}: id ${id} ${fmt(flow.guestAddr)} -> ${fmt(flow.origDst)}` +
-          ` (sent to ${fmt(flow.target)}, id ${socketId})`,
+        `ICMP: flow ${flow}: id ${id} ${fmt(at(flows.guestAddr))} -> ${fmt(at(flows.remoteAddr))}` +
+          ` (sent to ${fmt(v6 ? addr : this.#addr4)}, id ${socketId})`,
       );
     }
-    return slot;
+    return flow;
   }
 
-  #failSocket(fd: number, call: string, negErrno: number): -1 {
+  #full(): -1 {
+    if (log.debugging) log.debug(`ICMP: no room for a new flow: echo request dropped`);
+    this.#drop("full");
+    return -1;
+  }
+
+  #unreachable(pkt: PacketView, dstOffset: number, v6: boolean): -1 {
+    if (log.debugging && v6) {
+      const dst = new Uint8Array(16);
+      pkt.copyOut(dstOffset, 16, dst);
+      log.debug(`ICMP: link-local ${formatIpv6(dst)}: no interface`);
+    }
+    this.#drop("unreachable");
+    return -1;
+  }
+
+  #failSocket(flow: number, fd: number, call: string, negErrno: number): -1 {
     sys.close(fd);
+    this.#flows.free(flow);
     if (log.debugging) log.debug(`ICMP: ping socket: ${call}: ${sys.errnoName(-negErrno)}`);
     this.#drop("socket");
     return -1;
   }
 
-  /** Sets `flow.target` (and scope) from `flow.origDst`; false if unreachable. */
-  #translate(flow: EchoFlow): boolean {
-    const p = this.#p;
-    flow.target.fill(0);
-    flow.scopeId = 0;
-    if (!flow.v6) {
-      const dst = flow.origDst4;
-      if (bytesEqual(dst, p.mapHostLoopback4)) flow.target4.set(IP4_LOOPBACK);
-      else if (bytesEqual(dst, p.mapGuestAddr4) && p.guestAssigned4 !== undefined) {
-        flow.target4.set(p.guestAssigned4);
-      } else flow.target4.set(dst);
-      return true;
-    }
-    const dst = flow.origDst;
-    if (bytesEqual(dst, p.mapHostLoopback6)) flow.target.set(IP6_LOOPBACK);
-    else if (bytesEqual(dst, p.mapGuestAddr6) && p.guestAssigned6 !== undefined) {
-      flow.target.set(p.guestAssigned6);
-    } else flow.target.set(dst);
-    if (isLinkLocal6(flow.target)) {
-      if (this.#scope6 === 0) return false;
-      flow.scopeId = this.#scope6;
-    }
-    return true;
-  }
-
   /** Readiness of a flow's socket: read its replies (bounded) and pass them on. */
-  readonly #onReadable = (slot: number, _events: number, fd: number): void => {
-    const flow = this.#flows[slot];
-    if (flow === undefined || flow.fd !== fd) return; // stale event for a closed flow
-    const rx = flow.v6 ? this.#rx6 : this.#rx4;
-    const max = flow.v6 ? ICMP6_MAX : ICMP4_MAX;
+  readonly #onReadable = (flow: number, _events: number, fd: number): void => {
+    if (this.#fd[flow] !== fd) return; // stale event for a closed flow
+    const v6 = this.#flows.type[flow] === FlowType.ICMPV6;
+    const rx = v6 ? this.#rx6 : this.#rx4;
+    const max = v6 ? ICMP6_MAX : ICMP4_MAX;
     const peerLen = this.#peerLen;
     for (let i = 0; i < RECV_BATCH; i++) {
       peerLen[0] = SA6_LEN;
@@ -602,18 +659,17 @@ export class IcmpEcho {
       if (n < 0) {
         if (n !== -sys.Errno.EAGAIN && n !== -sys.Errno.EINTR) {
           // An ICMP error for this socket (e.g. host unreachable) ends up here.
-          if (log.debugging) log.debug(`ICMP: flow ${slot}: recvfrom: ${sys.errnoName(-n)}`);
+          if (log.debugging) log.debug(`ICMP: flow ${flow}: recvfrom: ${sys.errnoName(-n)}`);
           this.stats.drop("recv");
         }
         return;
       }
-      this.#reply(flow, n);
+      this.#reply(flow, v6, n);
     }
   };
 
   /** Turns the `length`-byte echo reply just received for `flow` into a frame. */
-  #reply(flow: EchoFlow, length: number): void {
-    const v6 = flow.v6;
+  #reply(flow: number, v6: boolean, length: number): void {
     const frame = this.#frame;
     const ipOffset = ETH_HLEN;
     const icmp = ETH_HLEN + (v6 ? IP6_HLEN : IP4_HLEN);
@@ -627,40 +683,35 @@ export class IcmpEcho {
       this.stats.drop("reply");
       return;
     }
-    if (!this.#fromTarget(flow)) {
+    if (!this.#fromTarget(flow, v6)) {
       this.stats.drop("foreign");
       return;
     }
-    flow.lastActiveMs = this.#nowMs;
+    this.#lastActiveMs[flow] = this.#nowMs;
 
+    // From the address the guest pinged, to the address it pinged from.
+    const flows = this.#flows;
+    const base = flow * 16;
     const guest = this.#p.guest;
-    frame.put16(icmp + ICMP_ECHO_ID, flow.guestId);
+    frame.put16(icmp + ICMP_ECHO_ID, flows.guestPort[flow]!);
     frame.put16(icmp + ICMP_CSUM, 0);
     const abs = frame.start;
     if (v6) {
+      for (let i = 0; i < 16; i++) {
+        this.#src6[i] = flows.remoteAddr[base + i]!;
+        this.#dst6[i] = flows.guestAddr[base + i]!;
+      }
       writeEthHeader(frame, 0, guest.mac, this.#p.ourMac, ETH_P_IPV6);
-      writeIpv6Header(
-        frame,
-        ipOffset,
-        flow.origDst,
-        flow.guestAddr,
-        IPPROTO_ICMPV6,
-        length,
-        REPLY_TTL,
-      );
+      writeIpv6Header(frame, ipOffset, this.#src6, this.#dst6, IPPROTO_ICMPV6, length, REPLY_TTL);
       const csum = l4ChecksumV6(frame.view, abs + ipOffset, abs + icmp, length, IPPROTO_ICMPV6);
       frame.put16(icmp + ICMP_CSUM, csum);
     } else {
+      for (let i = 0; i < 4; i++) {
+        this.#src4[i] = flows.remoteAddr[base + 12 + i]!;
+        this.#dst4[i] = flows.guestAddr[base + 12 + i]!;
+      }
       writeEthHeader(frame, 0, guest.mac, this.#p.ourMac, ETH_P_IP);
-      writeIpv4Header(
-        frame,
-        ipOffset,
-        flow.origDst4,
-        flow.guestAddr4,
-        IPPROTO_ICMP,
-        length,
-        REPLY_TTL,
-      );
+      writeIpv4Header(frame, ipOffset, this.#src4, this.#dst4, IPPROTO_ICMP, length, REPLY_TTL);
       frame.put16(icmp + ICMP_CSUM, finish(sum16(frame.view, abs + icmp, length)));
     }
     if (frame.overflow) {
@@ -672,37 +723,30 @@ export class IcmpEcho {
   }
 
   /** True if the sender in #peer is the flow's target. */
-  #fromTarget(flow: EchoFlow): boolean {
+  #fromTarget(flow: number, v6: boolean): boolean {
     const peer = this.#peer;
-    if (flow.v6) {
+    const target = this.#target;
+    const base = flow * 16;
+    if (v6) {
       if (peer[0] !== AF.INET6 || peer[1] !== 0) return false;
-      for (let i = 0; i < 16; i++) if (peer[8 + i] !== flow.target[i]) return false;
+      for (let i = 0; i < 16; i++) if (peer[8 + i] !== target[base + i]) return false;
       return true;
     }
     if (peer[0] !== AF.INET || peer[1] !== 0) return false;
-    for (let i = 0; i < 4; i++) if (peer[4 + i] !== flow.target[i]) return false;
+    for (let i = 0; i < 4; i++) if (peer[4 + i] !== target[base + 12 + i]) return false;
     return true;
   }
 
-  #closeFlow(slot: number): void {
-    const flow = this.#flows[slot]!;
-    this.#loop.remove(flow.fd);
-    sys.close(flow.fd);
-    flow.fd = -1;
-    this.#idUsers[(flow.v6 ? 65536 : 0) + flow.socketId]!--;
-    // Unlink from the hash chain.
-    let prev = -1;
-    for (let s = this.#buckets[flow.bucket]!; s >= 0; s = this.#flows[s]!.next) {
-      if (s === slot) {
-        if (prev < 0) this.#buckets[flow.bucket] = flow.next;
-        else this.#flows[prev]!.next = flow.next;
-        break;
-      }
-      prev = s;
-    }
-    flow.next = -1;
-    flow.bucket = -1;
-    this.#free[this.#freeCount++] = slot;
+  #closeFlow(flow: number): void {
+    const fd = this.#fd[flow]!;
+    this.#loop.remove(fd);
+    sys.close(fd);
+    this.#fd[flow] = -1;
+    const v6 = this.#flows.type[flow] === FlowType.ICMPV6;
+    this.#idUsers[(v6 ? 65536 : 0) + this.#socketId[flow]!]!--;
+    this.#flows.free(flow);
+    this.#count--;
+    this.#fruitless = false;
     this.stats.flowsClosed++;
   }
 }
