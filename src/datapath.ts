@@ -147,10 +147,10 @@ export function startDataPath(
   const hostLoToNsLo = config.mode === "pasta" && config.hostLoToNsLo;
   const tcpSplice = tcp === undefined || nsSocket === undefined
     ? undefined
-    : new TcpSplicer(loop, { nsSocket, ...(hostLoToNsLo ? {} : { guest }) });
+    : new TcpSplicer(loop, { nsSocket, flows, ...(hostLoToNsLo ? {} : { guest }) });
   const udpSplice = udp === undefined || nsSocket === undefined
     ? undefined
-    : new UdpSplicer(loop, { nsSocket, ...(hostLoToNsLo ? {} : { guest }) });
+    : new UdpSplicer(loop, { nsSocket, flows, ...(hostLoToNsLo ? {} : { guest }) });
   if (udpSplice !== undefined) udp?.setLocalPath(udpSplice);
   const inbound = new PortForwarder(loop, {
     tcp: tcp === undefined ? FORWARD_NONE : config.tcpIn,

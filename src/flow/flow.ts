@@ -21,14 +21,17 @@
  * allocated per packet.
  *
  * A full table is the table's business, not a protocol's: kinds of flow that
- * may go early (UDP, echo) register an evictor saying how long each of their
- * flows has been idle. When `alloc` finds no free number it closes the flows
- * idle longest (every flow of that age: a flood's one-packet flows go together)
- * and hands out a freed number. A flow active in its owner's current clock
- * interval is never evicted, so new work is refused only while everything is in
- * use, never for good. After a scan that found nothing to evict, no new scan
- * happens until a flow is freed or the loop turn ends (`endOfTurn`), so a flood
- * against a full table costs one scan per turn, not one per packet.
+ * may go early (UDP, echo, spliced UDP) register an evictor saying how long
+ * each of their flows has been idle. When `alloc` finds no free number it
+ * closes the flows idle longest (every flow of that age: a flood's one-packet
+ * flows go together) and hands out a freed number. A kind may also be held to a
+ * share of the table (`share`: echo flows, spliced flows), so that a flood of
+ * one kind cannot starve the others; past its share, its own idlest flows make
+ * room the same way. A flow active in its owner's current clock interval is
+ * never evicted, so new work is refused only while everything is in use, never
+ * for good. After a scan that found nothing to evict, no new scan happens until
+ * a flow is freed or the loop turn ends (`endOfTurn`), so a flood against a
+ * full table costs one scan per turn, not one per packet.
  */
 import type { PacketView } from "../protocols/packet.ts";
 import { flowHash } from "./siphash.ts";
@@ -40,13 +43,26 @@ const BUCKETS = FLOW_MAX * 2;
 const BUCKET_MASK = BUCKETS - 1;
 const EMPTY = -1;
 
-/** Flow protocols (the "type" of a flow). */
-export const FlowType = { NONE: 0, TCP: 6, UDP: 17, ICMP: 1, ICMPV6: 58 } as const;
+/**
+ * Kinds of flow (the "type" of a flow): the protocol numbers for flows through
+ * the tap, and the protocol with the top bit set for spliced ones.
+ */
+export const FlowType = {
+  NONE: 0,
+  TCP: 6,
+  UDP: 17,
+  ICMP: 1,
+  ICMPV6: 58,
+  TCP_SPLICE: 0x80 | 6,
+  UDP_SPLICE: 0x80 | 17,
+} as const;
 
 /** Hash input: domain, type, guest address, remote address, ports (38 bytes). */
 const KEY_LEN = 38;
 const KEY_DOMAIN_INDEX = 0;
 const KEY_DOMAIN_ISN = 1;
+/** Shares (see `FlowTable.share`) at most, the whole table's included. */
+const MAX_SHARES = 16;
 
 /** What the table needs from a kind of flow that may be evicted when it is full. */
 export interface FlowEvictor {
@@ -82,8 +98,18 @@ export class FlowTable {
   /** Evictors by flow type (undefined: that kind stays until its owner closes it). */
   readonly #evictors: Array<FlowEvictor | undefined> = new Array(256).fill(undefined);
   #hasEvictors = false;
-  /** A scan found nothing to evict since the last free or turn end. */
-  #fruitless = false;
+  /** Share (see `share`) of each flow type: 0 for none. */
+  readonly #shareOf = new Uint8Array(256);
+  /** Flows in use and the most allowed, per share. */
+  readonly #shareCount = new Int32Array(MAX_SHARES);
+  readonly #shareLimit = new Int32Array(MAX_SHARES);
+  #shares = 1;
+  /**
+   * A scan found nothing to evict, per share ([0]: the whole table), since the
+   * last free or turn end.
+   */
+  readonly #fruitless = new Uint8Array(MAX_SHARES);
+  #anyFruitless = false;
   /** Flows in use. */
   count = 0;
   /** Flows closed early to make room (for tests and logs). */
@@ -93,62 +119,94 @@ export class FlowTable {
     for (let i = 0; i < FLOW_MAX; i++) this.#free[i] = FLOW_MAX - 1 - i;
   }
 
-  /** Flows of `type` may be evicted when the table is full; `evictor` closes them. */
+  /** Flows of `type` may be evicted when room is short; `evictor` closes them. */
   evictable(type: number, evictor: FlowEvictor): void {
     this.#evictors[type] = evictor;
     this.#hasEvictors = true;
   }
 
-  /** End of a loop turn: a full table may be scanned for idle flows again. */
+  /**
+   * Flows of `types` together hold at most `max` numbers, so that one kind
+   * flooded cannot take the whole table: past it, their own idlest flows make
+   * room (if evictable), or the allocation fails.
+   */
+  share(types: readonly number[], max: number): void {
+    if (this.#shares === MAX_SHARES) throw new RangeError("flow table: too many shares");
+    const share = this.#shares++;
+    this.#shareLimit[share] = max;
+    for (const type of types) this.#shareOf[type] = share;
+  }
+
+  /** End of a loop turn: a full table or share may be scanned for idle flows again. */
   endOfTurn(): void {
-    this.#fruitless = false;
+    if (this.#anyFruitless) this.#clearFruitless();
+  }
+
+  #clearFruitless(): void {
+    this.#fruitless.fill(0);
+    this.#anyFruitless = false;
   }
 
   /**
-   * Take a free flow for `type`; when the table is full, evict the flows idle
-   * longest first. -1 when every flow is in use.
+   * Take a free flow for `type`; when its share or the table is full, evict the
+   * flows idle longest first. -1 when every flow that could go is in use.
    */
   alloc(type: number): number {
-    if (this.#freeCount === 0 && !this.#evictIdlest()) return -1;
+    const share = this.#shareOf[type]!;
+    if (
+      share !== 0 && this.#shareCount[share]! >= this.#shareLimit[share]! &&
+      !this.#evictIdlest(share)
+    ) return -1;
+    if (this.#freeCount === 0 && !this.#evictIdlest(0)) return -1;
     const index = this.#free[--this.#freeCount]!;
     this.type[index] = type;
     this.count++;
+    this.#shareCount[share]!++;
     return index;
   }
 
-  /** Evict every flow of the greatest idle time: whether any number was freed. */
-  #evictIdlest(): boolean {
-    if (!this.#hasEvictors || this.#fruitless) return false;
+  /**
+   * Evict every flow of the greatest idle time, among the flows of `share` (0:
+   * every evictable flow): whether any was evicted.
+   */
+  #evictIdlest(share: number): boolean {
+    if (!this.#hasEvictors || this.#fruitless[share] === 1) return false;
     const evictors = this.#evictors;
+    const shareOf = this.#shareOf;
     let longest = -1;
     for (let i = 0; i < FLOW_MAX; i++) {
-      const evictor = evictors[this.type[i]!];
-      if (evictor === undefined) continue;
+      const type = this.type[i]!;
+      const evictor = evictors[type];
+      if (evictor === undefined || (share !== 0 && shareOf[type] !== share)) continue;
       const idle = evictor.idleFor(i);
       if (idle > longest) longest = idle;
     }
     if (longest < 0) {
-      this.#fruitless = true;
+      this.#fruitless[share] = 1;
+      this.#anyFruitless = true;
       return false;
     }
     for (let i = 0; i < FLOW_MAX; i++) {
-      const evictor = evictors[this.type[i]!];
-      if (evictor !== undefined && evictor.idleFor(i) === longest) {
+      const type = this.type[i]!;
+      const evictor = evictors[type];
+      if (evictor === undefined || (share !== 0 && shareOf[type] !== share)) continue;
+      if (evictor.idleFor(i) === longest) {
         evictor.evict(i);
         this.evicted++;
       }
     }
-    return this.#freeCount > 0;
+    return true;
   }
 
   /** Release a flow (removing its key from the lookup table first, if present). */
   free(index: number): void {
     if (this.type[index] === FlowType.NONE) return;
     if (this.#inTable[index] === 1) this.remove(index);
+    this.#shareCount[this.#shareOf[this.type[index]!]!]!--;
     this.type[index] = FlowType.NONE;
     this.#free[this.#freeCount++] = index;
     this.count--;
-    this.#fruitless = false;
+    if (this.#anyFruitless) this.#clearFruitless();
   }
 
   /**

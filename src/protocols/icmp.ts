@@ -271,10 +271,7 @@ export class IcmpEcho {
   readonly #kind: number;
   readonly #flows: FlowTable;
   readonly #nat: AddressMap;
-  readonly #capacity: number;
   #count = 0;
-  /** A scan for an idle flow to evict found none since the clock last moved. */
-  #fruitless = false;
 
   // Per-flow state, indexed by flow number (the key is in the table: the
   // guest's address and identifier, the destination it used).
@@ -329,8 +326,8 @@ export class IcmpEcho {
     this.#tapSend = tapSend;
     const capacity = params.capacity ?? ICMP_FLOWS_MAX;
     if (!(capacity >= 1 && capacity <= FLOW_MAX)) throw new RangeError(`ICMP flows: ${capacity}`);
-    this.#capacity = capacity;
     this.#flows = shared?.flows ?? new FlowTable();
+    this.#flows.share([FlowType.ICMP, FlowType.ICMPV6], capacity);
     this.#nat = shared?.nat ?? standaloneNat(params);
     this.#flows.evictable(FlowType.ICMP, this.#evictor);
     this.#flows.evictable(FlowType.ICMPV6, this.#evictor);
@@ -424,7 +421,6 @@ export class IcmpEcho {
    */
   tick(elapsedMs: number): void {
     this.#nowMs += elapsedMs;
-    this.#fruitless = false;
     if (this.#count === 0) return;
     for (let flow = 0; flow < FLOW_MAX; flow++) {
       if (this.#fd[flow]! >= 0 && this.#nowMs - this.#lastActiveMs[flow]! >= FLOW_TIMEOUT_MS) {
@@ -495,27 +491,6 @@ export class IcmpEcho {
     return this.#dst4;
   }
 
-  /**
-   * Our own limit (`capacity`) is reached: close the flows idle longest, if any
-   * went idle before the current interval of the flow clock.
-   */
-  #evictOwn(): boolean {
-    if (this.#fruitless) return false;
-    let longest = -1;
-    for (let flow = 0; flow < FLOW_MAX; flow++) {
-      const idle = this.#evictor.idleFor(flow);
-      if (idle > longest) longest = idle;
-    }
-    if (longest < 0) {
-      this.#fruitless = true;
-      return false;
-    }
-    for (let flow = 0; flow < FLOW_MAX; flow++) {
-      if (this.#evictor.idleFor(flow) === longest) this.#evictor.evict(flow);
-    }
-    return true;
-  }
-
   /** Opens a flow: translate the destination, make and bind the socket, watch it. */
   #open(
     pkt: PacketView,
@@ -525,7 +500,6 @@ export class IcmpEcho {
     v6: boolean,
   ): number {
     const flows = this.#flows;
-    if (this.#count >= this.#capacity && !this.#evictOwn()) return this.#full();
     // Translate first: nothing to undo when the destination can't be reached.
     const addr = this.#addr;
     addr.fill(0);
@@ -746,7 +720,6 @@ export class IcmpEcho {
     this.#idUsers[(v6 ? 65536 : 0) + this.#socketId[flow]!]!--;
     this.#flows.free(flow);
     this.#count--;
-    this.#fruitless = false;
     this.stats.flowsClosed++;
   }
 }

@@ -45,10 +45,13 @@
  * EPOLLERR, a refused connect of B) closes both sockets with SO_LINGER 0, so
  * each side sees a reset where the other one did.
  *
- * State lives in typed arrays indexed by the splice flow number (fixed capacity,
- * SPLICE_FLOWS_MAX): the epoll reference's index is flow * 2 + side. A full
- * table, or descriptors running out (EMFILE/ENFILE on socket or pipe), refuses
- * the connection with a reset and a log line (rate-limited). Opening a flow
+ * A spliced connection is a TCP_SPLICE flow of the data path's one flow table
+ * (src/flow/): its two sides are its two sockets, found by their epoll
+ * references (index flow * 2 + side), so it needs no key in the table's index.
+ * State lives in typed arrays indexed by the flow number; spliced flows are
+ * never evicted, and at most `capacity` (SPLICE_FLOWS_MAX) are open at once. A
+ * full table, or descriptors running out (EMFILE/ENFILE on socket or pipe),
+ * refuses the connection with a reset and a log line (rate-limited). Opening a flow
  * costs a few system calls (a namespace-thread round trip for -t), done once per
  * connection; moving data allocates nothing.
  */
@@ -57,6 +60,7 @@ import { isLoopback6 } from "../addr.ts";
 import { AF, EPOLL, F, IPPROTO, O, SHUT, SO, SOCK, SOL, SPLICE_F, TCP_OPT } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
+import { FLOW_MAX, FlowTable, FlowType } from "../flow/flow.ts";
 import type { EventLoop } from "../loop.ts";
 import type { GuestState } from "../flow/guest.ts";
 
@@ -116,8 +120,10 @@ export interface TcpSpliceOptions {
    * when undefined (--host-lo-to-ns-lo), its loopback. -T goes to loopback.
    */
   readonly guest?: GuestState;
-  /** Flow capacity (default SPLICE_FLOWS_MAX; tests use fewer). */
+  /** Spliced flows at most (default SPLICE_FLOWS_MAX; tests use fewer). */
   readonly capacity?: number;
+  /** The data path's flow table (by default, one of its own). */
+  readonly flows?: FlowTable;
 }
 
 /** The splice(2) path between the init and the target namespace; see the file comment. */
@@ -127,6 +133,7 @@ export class TcpSplicer {
   readonly #nsSocket: (domain: number, type: number, protocol: number) => number;
   readonly #guest: GuestState | undefined;
   readonly #capacity: number;
+  readonly #flows: FlowTable;
 
   /** Sockets: [2i] = A (accepted), [2i + 1] = B (connected by us); -1 when closed. */
   readonly #sock: Int32Array;
@@ -136,9 +143,6 @@ export class TcpSplicer {
   readonly #pending: Int32Array;
   readonly #pipeCap: Int32Array;
   readonly #state: Uint8Array;
-  /** Free flow numbers, a stack. */
-  readonly #free: Int32Array;
-  #freeTop: number;
   /** Flows ended this turn, and their descriptors: released at the end of the turn. */
   readonly #ended: Int32Array;
   #endedCount = 0;
@@ -173,18 +177,17 @@ export class TcpSplicer {
     this.#loop = loop;
     this.#nsSocket = opts.nsSocket;
     this.#guest = opts.guest;
-    const n = this.#capacity = opts.capacity ?? SPLICE_FLOWS_MAX;
-    this.#sock = new Int32Array(2 * n).fill(-1);
-    this.#pipeR = new Int32Array(2 * n).fill(-1);
-    this.#pipeW = new Int32Array(2 * n).fill(-1);
-    this.#pending = new Int32Array(2 * n);
-    this.#pipeCap = new Int32Array(2 * n);
-    this.#state = new Uint8Array(n);
-    this.#free = new Int32Array(n);
+    const n = this.#capacity = Math.min(opts.capacity ?? SPLICE_FLOWS_MAX, FLOW_MAX);
+    this.#flows = opts.flows ?? new FlowTable();
+    this.#flows.share([FlowType.TCP_SPLICE], n);
+    this.#sock = new Int32Array(2 * FLOW_MAX).fill(-1);
+    this.#pipeR = new Int32Array(2 * FLOW_MAX).fill(-1);
+    this.#pipeW = new Int32Array(2 * FLOW_MAX).fill(-1);
+    this.#pending = new Int32Array(2 * FLOW_MAX);
+    this.#pipeCap = new Int32Array(2 * FLOW_MAX);
+    this.#state = new Uint8Array(FLOW_MAX);
     this.#ended = new Int32Array(n);
     this.#closing = new Int32Array(6 * n); // two sockets and two pipes per flow
-    for (let i = 0; i < n; i++) this.#free[i] = n - 1 - i;
-    this.#freeTop = n;
     this.#kind = loop.defineKind("tcp-splice", (index, events, fd) => {
       this.#event(index, events, fd);
     });
@@ -227,7 +230,9 @@ export class TcpSplicer {
 
   /** Reset every flow and close everything. */
   close(): void {
-    for (let i = 0; i < this.#capacity; i++) if (this.#state[i] !== 0) this.#end(i, true);
+    for (let i = 0; i < FLOW_MAX && this.#active > 0; i++) {
+      if (this.#state[i] !== 0) this.#end(i, true);
+    }
     this.#reap();
   }
 
@@ -240,7 +245,10 @@ export class TcpSplicer {
     socket: (domain: number, type: number, protocol: number) => number,
     target: SpliceTarget,
   ): void {
-    if (this.#freeTop === 0) {
+    // Flows ended this turn hold their numbers until the turn's end: the table
+    // counts them against our share.
+    const i = this.#flows.alloc(FlowType.TCP_SPLICE);
+    if (i < 0) {
       this.#refuse(fd, target, "table full");
       return;
     }
@@ -250,10 +258,10 @@ export class TcpSplicer {
       IPPROTO.TCP,
     );
     if (b < 0) {
+      this.#flows.free(i);
       this.#refuse(fd, target, `socket: ${sys.errnoName(-b)}`);
       return;
     }
-    const i = this.#free[--this.#freeTop]!;
     const sock = this.#sock;
     sock[2 * i] = fd;
     sock[2 * i + 1] = b;
@@ -524,7 +532,7 @@ export class TcpSplicer {
   #reap(): void {
     for (let j = 0; j < this.#closingCount; j++) sys.close(this.#closing[j]!);
     this.#closingCount = 0;
-    for (let j = 0; j < this.#endedCount; j++) this.#free[this.#freeTop++] = this.#ended[j]!;
+    for (let j = 0; j < this.#endedCount; j++) this.#flows.free(this.#ended[j]!);
     this.#endedCount = 0;
   }
 }

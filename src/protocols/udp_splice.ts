@@ -23,11 +23,15 @@
  * A datagram the other side can't take now (EAGAIN) is dropped and counted, as a
  * full socket buffer would drop it; so is one for a full flow table.
  *
- * Flows live in typed arrays indexed by flow number, found through a hash of the
- * listening socket and the sender's address (chained buckets, no allocation).
- * A flow idle for `timeoutMs` (180 s by default, as upstream) is closed by a
- * sweep timer; so are a listening socket's flows when it goes away (an "auto"
- * port released). A target socket that reports an error (ECONNREFUSED: nothing
+ * Flows are UDP_SPLICE flows of the data path's one flow table (src/flow/),
+ * keyed by their two sides: the sender's address and port, and the listening
+ * socket it wrote to (its descriptor stands for its address); the target
+ * socket's epoll reference carries the flow number. State lives in typed arrays
+ * indexed by that number. A flow idle for `timeoutMs` (180 s by default, as
+ * upstream) is closed by a sweep timer; so are a listening socket's flows when
+ * it goes away (an "auto" port released). At most `capacity` flows are open;
+ * past that, or with the table full, the flows idle longest (at least
+ * EVICT_IDLE_MS) make room. A target socket that reports an error (ECONNREFUSED: nothing
  * listens on the target port) only costs the datagram it was about.
  */
 
@@ -35,6 +39,7 @@ import { isLoopback6 } from "../addr.ts";
 import { AF, EPOLL, IOVEC_SIZE, IPPROTO, MMSGHDR, MSG, MSGHDR, SOCK } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
+import { FLOW_MAX, type FlowEvictor, FlowTable, FlowType } from "../flow/flow.ts";
 import type { EventLoop } from "../loop.ts";
 import type { GuestState } from "../flow/guest.ts";
 
@@ -52,7 +57,8 @@ const RECV_ROUNDS = 4;
 const DATAGRAM_MAX = 65536;
 /** sockaddr_in6 is the larger of the two. */
 const SA_MAX = 28;
-const HASH_BUCKETS = 2048; // a power of two, twice the flow capacity
+/** A flow idle at least this long may be closed early to make room, ms. */
+const EVICT_IDLE_MS = 1000;
 
 /** Counters. */
 export interface UdpSpliceStats {
@@ -63,6 +69,8 @@ export interface UdpSpliceStats {
   replies: number;
   /** Datagrams dropped: table full, socket failures, EAGAIN, truncated. */
   dropped: number;
+  /** Idle flows closed early to make room for new ones. */
+  evicted: number;
 }
 
 /** What the splicer needs from its surroundings. */
@@ -78,6 +86,8 @@ export interface UdpSpliceOptions {
   readonly capacity?: number;
   /** Idle timeout of a flow, ms (default UDP_SPLICE_TIMEOUT_MS). */
   readonly timeoutMs?: number;
+  /** The data path's flow table (by default, one of its own). */
+  readonly flows?: FlowTable;
 }
 
 /** Side a flow's target socket lives in. */
@@ -90,6 +100,7 @@ export class UdpSplicer {
   readonly #nsSocket: (domain: number, type: number, protocol: number) => number;
   readonly #guest: GuestState | undefined;
   readonly #capacity: number;
+  readonly #flows: FlowTable;
   readonly #timeoutMs: number;
   readonly #targetKind: number;
   readonly #listenKind: number;
@@ -102,10 +113,8 @@ export class UdpSplicer {
   readonly #peerAddress: number;
   readonly #peerLen: Uint8Array;
   readonly #lastActive: Float64Array;
-  readonly #bucketHead = new Int32Array(HASH_BUCKETS).fill(-1);
-  readonly #next: Int32Array;
-  readonly #free: Int32Array;
-  #freeTop: number;
+  /** The listening socket's side of a key: its descriptor, big-endian, then zeros. */
+  readonly #listenerKey = new Uint8Array(16);
   #active = 0;
   #fullLogged = false;
   #now = 0;
@@ -139,25 +148,25 @@ export class UdpSplicer {
     forwarded: 0,
     replies: 0,
     dropped: 0,
+    evicted: 0,
   };
 
   constructor(loop: EventLoop, opts: UdpSpliceOptions) {
     this.#loop = loop;
     this.#nsSocket = opts.nsSocket;
     this.#guest = opts.guest;
-    const n = this.#capacity = opts.capacity ?? UDP_SPLICE_FLOWS_MAX;
+    const n = this.#capacity = Math.min(opts.capacity ?? UDP_SPLICE_FLOWS_MAX, FLOW_MAX);
+    this.#flows = opts.flows ?? new FlowTable();
+    this.#flows.share([FlowType.UDP_SPLICE], n);
+    this.#flows.evictable(FlowType.UDP_SPLICE, this.#evictor);
     this.#timeoutMs = opts.timeoutMs ?? UDP_SPLICE_TIMEOUT_MS;
-    this.#listenFd = new Int32Array(n).fill(-1);
-    this.#targetFd = new Int32Array(n).fill(-1);
-    this.#targetPort = new Uint16Array(n);
-    this.#peer = sys.pinnedBuffer(n * SA_MAX);
+    this.#listenFd = new Int32Array(FLOW_MAX).fill(-1);
+    this.#targetFd = new Int32Array(FLOW_MAX).fill(-1);
+    this.#targetPort = new Uint16Array(FLOW_MAX);
+    this.#peer = sys.pinnedBuffer(FLOW_MAX * SA_MAX);
     this.#peerAddress = sys.addressNumber(this.#peer);
-    this.#peerLen = new Uint8Array(n);
-    this.#lastActive = new Float64Array(n);
-    this.#next = new Int32Array(n).fill(-1);
-    this.#free = new Int32Array(n);
-    for (let i = 0; i < n; i++) this.#free[i] = n - 1 - i;
-    this.#freeTop = n;
+    this.#peerLen = new Uint8Array(FLOW_MAX);
+    this.#lastActive = new Float64Array(FLOW_MAX);
     const rxIovAddress = sys.addressNumber(this.#rxIov);
     const txIovAddress = sys.addressNumber(this.#txIov);
     for (let j = 0; j < BATCH; j++) {
@@ -254,13 +263,17 @@ export class UdpSplicer {
   /** Close the flows of listening socket `fd` (it is going away; not closed here). */
   removeListener(fd: number): void {
     if (this.#txCount > 0 && this.#listenFd[this.#txFlow] === fd) this.flush();
-    for (let i = 0; i < this.#capacity; i++) if (this.#listenFd[i] === fd) this.#closeFlow(i);
+    for (let i = 0; i < FLOW_MAX && this.#active > 0; i++) {
+      if (this.#listenFd[i] === fd) this.#closeFlow(i);
+    }
   }
 
   /** Close every flow and every -U socket. */
   close(): void {
     this.flush();
-    for (let i = 0; i < this.#capacity; i++) if (this.#listenFd[i]! >= 0) this.#closeFlow(i);
+    for (let i = 0; i < FLOW_MAX && this.#active > 0; i++) {
+      if (this.#listenFd[i]! >= 0) this.#closeFlow(i);
+    }
     for (const fd of this.#ownFd) {
       if (fd < 0) continue;
       this.#loop.remove(fd);
@@ -299,27 +312,55 @@ export class UdpSplicer {
     this.#txVecView.setUint32(m + MSGHDR.namelen, 0, true);
   }
 
-  #hash(listenFd: number, names: Uint8Array, off: number, len: number): number {
-    let h = (2166136261 ^ listenFd) >>> 0;
-    for (let k = 0; k < len; k++) h = Math.imul(h ^ names[off + k]!, 16777619);
-    return (h >>> 0) & (HASH_BUCKETS - 1);
+  /** For the flow table when room is short: idle time, and closing. */
+  readonly #evictor: FlowEvictor = {
+    idleFor: (flow: number): number => {
+      if (this.#targetFd[flow]! < 0) return -1;
+      const idle = this.#now - this.#lastActive[flow]!;
+      return idle >= EVICT_IDLE_MS ? idle : -1;
+    },
+    evict: (flow: number): void => {
+      if (log.debugging) log.debug(`UDP splice ${flow}: closed early to make room`);
+      this.#closeFlow(flow);
+      this.stats.evicted++;
+    },
+  };
+
+  /** The listener's side of the key of a datagram that came through `listenFd`. */
+  #setListenerKey(listenFd: number): void {
+    const k = this.#listenerKey;
+    k[0] = listenFd >>> 24;
+    k[1] = (listenFd >>> 16) & 0xff;
+    k[2] = (listenFd >>> 8) & 0xff;
+    k[3] = listenFd & 0xff;
   }
 
+  /**
+   * The flow of the sender at `names[off..off+len)` through `listenFd`, or -1.
+   * Sets the listener's key and leaves the sender's address offset and length
+   * in #keyOff and #keyLen for `#open`.
+   */
   #lookup(listenFd: number, names: Uint8Array, off: number, len: number): number {
-    const peer = this.#peer;
-    for (
-      let i = this.#bucketHead[this.#hash(listenFd, names, off, len)]!;
-      i >= 0;
-      i = this.#next[i]!
-    ) {
-      if (this.#listenFd[i] !== listenFd || this.#peerLen[i] !== len) continue;
-      let k = 0;
-      const base = i * SA_MAX;
-      while (k < len && peer[base + k] === names[off + k]) k++;
-      if (k === len) return i;
-    }
-    return -1;
+    const v6 = names[off] === AF.INET6;
+    this.#keyLen = 0;
+    if ((v6 && len < SA_MAX) || (!v6 && (names[off] !== AF.INET || len < 16))) return -1;
+    this.#keyOff = off + (v6 ? 8 : 4);
+    this.#keyLen = v6 ? 16 : 4;
+    this.#setListenerKey(listenFd);
+    return this.#flows.lookup(
+      FlowType.UDP_SPLICE,
+      names,
+      this.#keyOff,
+      (names[off + 2]! << 8) | names[off + 3]!,
+      this.#listenerKey,
+      0,
+      0,
+      this.#keyLen,
+    );
   }
+
+  #keyOff = 0;
+  #keyLen = 0;
 
   /** A new flow for this sender: its target socket, connected to the loopback there. */
   #open(
@@ -330,9 +371,11 @@ export class UdpSplicer {
     targetPort: number,
     side: number,
   ): number {
-    if (this.#freeTop === 0) {
+    if (this.#keyLen === 0) return -1; // not a socket address we can key
+    const i = this.#flows.alloc(FlowType.UDP_SPLICE);
+    if (i < 0) {
       if (!this.#fullLogged) {
-        log.warn(`UDP splice: ${this.#capacity} flows open, datagrams dropped until one expires`);
+        log.warn(`UDP splice: ${this.#capacity} flows open, datagrams dropped until one idles`);
         this.#fullLogged = true;
       }
       return -1;
@@ -346,6 +389,7 @@ export class UdpSplicer {
       IPPROTO.UDP,
     );
     if (fd < 0) {
+      this.#flows.free(i);
       if (log.debugging) log.debug(`UDP splice: socket: ${sys.errnoName(-fd)}`);
       return -1;
     }
@@ -362,23 +406,29 @@ export class UdpSplicer {
       sa[7] = 1;
     }
     let r = sys.connect(fd, sa, v6 ? 28 : 16);
-    const i = this.#free[this.#freeTop - 1]!;
     if (r === 0) r = this.#loop.add(fd, this.#targetKind, i, EPOLL.IN);
     if (r < 0) {
       if (log.debugging) log.debug(`UDP splice: connect/epoll: ${sys.errnoName(-r)}`);
       sys.close(fd);
+      this.#flows.free(i);
       return -1;
     }
-    this.#freeTop--;
     this.#listenFd[i] = listenFd;
     this.#targetFd[i] = fd;
     this.#targetPort[i] = targetPort;
     this.#peer.set(names.subarray(off, off + len), i * SA_MAX);
     this.#peerLen[i] = len;
     this.#lastActive[i] = this.#now;
-    const b = this.#hash(listenFd, names, off, len);
-    this.#next[i] = this.#bucketHead[b]!;
-    this.#bucketHead[b] = i;
+    this.#flows.setKey(
+      i,
+      names,
+      this.#keyOff,
+      (names[off + 2]! << 8) | names[off + 3]!,
+      this.#listenerKey,
+      0,
+      0,
+      this.#keyLen,
+    );
     this.#active++;
     this.stats.flowsOpened++;
     if (log.debugging) {
@@ -396,20 +446,12 @@ export class UdpSplicer {
       this.#txCount = 0;
       this.#txFlow = -1;
     }
-    const b = this.#hash(this.#listenFd[i]!, this.#peer, i * SA_MAX, this.#peerLen[i]!);
-    if (this.#bucketHead[b] === i) this.#bucketHead[b] = this.#next[i]!;
-    else {
-      let p = this.#bucketHead[b]!;
-      while (p >= 0 && this.#next[p] !== i) p = this.#next[p]!;
-      if (p >= 0) this.#next[p] = this.#next[i]!;
-    }
     const fd = this.#targetFd[i]!;
     this.#loop.remove(fd);
     sys.close(fd);
     this.#listenFd[i] = -1;
     this.#targetFd[i] = -1;
-    this.#next[i] = -1;
-    this.#free[this.#freeTop++] = i;
+    this.#flows.free(i);
     this.#active--;
     this.#fullLogged = false;
     this.stats.flowsClosed++;
@@ -418,7 +460,7 @@ export class UdpSplicer {
   #sweep(): void {
     this.#now = sys.monotonicMs();
     const limit = this.#now - this.#timeoutMs;
-    for (let i = 0; i < this.#capacity; i++) {
+    for (let i = 0; i < FLOW_MAX && this.#active > 0; i++) {
       if (this.#listenFd[i]! >= 0 && this.#lastActive[i]! <= limit) this.#closeFlow(i);
     }
   }

@@ -186,3 +186,26 @@ Deno.test("flow table: a full table evicts the idlest evictable flows, never the
   assert.ok(table.alloc(FlowType.ICMP) >= 0);
   assert.equal(evicted.length, 2);
 });
+
+Deno.test("flow table: a share holds a kind to its part; past it, its idlest flows go", () => {
+  const table = new FlowTable();
+  const idle = new Float64Array(FLOW_MAX).fill(-1);
+  const evictor: FlowEvictor = { idleFor: (i) => idle[i]!, evict: (i) => table.free(i) };
+  table.evictable(FlowType.ICMP, evictor);
+  table.share([FlowType.ICMP, FlowType.ICMPV6], 3);
+  const echo = [
+    table.alloc(FlowType.ICMP),
+    table.alloc(FlowType.ICMPV6),
+    table.alloc(FlowType.ICMP),
+  ];
+  assert.ok(echo.every((i) => i >= 0));
+  assert.equal(table.alloc(FlowType.ICMPV6), -1, "the share is full, nothing idle");
+  assert.ok(table.alloc(FlowType.TCP) >= 0, "other kinds still get flows");
+  idle[echo[2]!] = 7000;
+  table.endOfTurn();
+  assert.equal(table.alloc(FlowType.ICMPV6), echo[2], "the idle one made room");
+  assert.equal(table.type[echo[0]!], FlowType.ICMP);
+  assert.equal(table.alloc(FlowType.ICMP), -1);
+  table.free(echo[0]!);
+  assert.ok(table.alloc(FlowType.ICMP) >= 0, "a freed number is usable at once");
+});
