@@ -29,9 +29,11 @@
  * address (-o) and interface (SO_BINDTODEVICE) apply to every flow except those
  * to the host's loopback, which would not be reachable through them.
  *
- * Replies are read when the socket is readable, in a bounded batch per event,
- * straight into a preallocated frame buffer just past the room for the Ethernet
- * and IP headers, which are then written in front of them. The reply goes from the
+ * Requests are sent straight from the guest's frame (sendmsg with an iovec at
+ * the ICMP header), and replies are read when the socket is readable, in a
+ * bounded batch per event, straight into the frame that takes them to the guest
+ * (a slot of the tap's output arena), just past the room for the Ethernet and
+ * IP headers, which are then written in front of them: no copies. The reply goes from the
  * address the guest pinged (so an answer from 127.0.0.1 appears to come from the
  * mapped address) to the source address the guest used, with the guest's
  * identifier restored and the checksum recomputed (over the pseudo header for
@@ -56,10 +58,11 @@
 
 import { isLoopback4, isLoopback6 } from "../addr.ts";
 import type { NetworkPlan } from "../config/network.ts";
-import { AF, EPOLL, IPPROTO, MSG, SO, SOCK, SOL } from "../ffi/layout.ts";
+import { AF, EPOLL, IPPROTO, MSG, MSGHDR, SO, SOCK, SOL } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import { FLOW_MAX, type FlowEvictor, FlowTable, FlowType } from "../flow/flow.ts";
+import type { FrameOutput } from "../flow/context.ts";
 import { AddressMap, OutboundKind } from "../flow/nat.ts";
 import type { EventLoop } from "../loop.ts";
 import { finish, fold16, l4ChecksumV6, sum16 } from "./checksum.ts";
@@ -121,6 +124,8 @@ const ICMP4_MAX = 65535 - IP4_HLEN;
 const ICMP6_MAX = 65535;
 /** Hop limit / TTL of replies we write: they reach the guest directly. */
 const REPLY_TTL = 255;
+/** The largest frame a tap output slot holds (the tap's FRAME_MAX), bytes. */
+const TAP_FRAME_MAX = 65536;
 /** Sizes of struct sockaddr_in / sockaddr_in6, bytes. */
 const SA6_LEN = 28;
 
@@ -172,8 +177,8 @@ export type IcmpDrop =
   | "unreachable" // link-local destination without an interface to reach it
   | "full" // flow table full
   | "socket" // ping socket could not be made, bound or watched
-  | "send" // sendto failed
-  | "recv" // recvfrom failed with something other than EAGAIN
+  | "send" // sending on the ping socket failed
+  | "recv" // receiving failed with something other than EAGAIN
   | "reply" // a datagram from the socket that is not a well-formed echo reply
   | "foreign"; // a reply from someone other than the flow's target
 
@@ -217,6 +222,8 @@ export interface IcmpShared {
   readonly flows: FlowTable;
   /** The address translation rules. */
   readonly nat: AddressMap;
+  /** Frames towards the guest: replies are received straight into its slots. */
+  readonly tap?: FrameOutput;
 }
 
 /**
@@ -289,16 +296,29 @@ export class IcmpEcho {
   /** Our sockets per identifier: IPv4 at [id], IPv6 at [65536 + id]. */
   readonly #idUsers = new Uint16Array(2 * 65536);
 
-  // Preallocated I/O buffers: requests are copied to #tx for sendto; replies are
-  // received in place inside #frameBytes, after the headers' room.
-  readonly #tx = sys.pinnedBuffer(ICMP6_MAX);
+  // I/O without copies: a request is sent straight from the guest's frame (an
+  // iovec at its address); a reply is received straight into the frame that
+  // carries it to the guest, after the room for the Ethernet and IP headers:
+  // a slot of the tap's output when the data path shares it, else #frameBytes.
+  readonly #tap: FrameOutput | undefined;
   readonly #frameBytes = sys.pinnedBuffer(ETH_HLEN + IP6_HLEN + ICMP6_MAX);
+  readonly #frameAddress = sys.addressNumber(this.#frameBytes);
   readonly #frame = new PacketView(this.#frameBytes, 0);
-  readonly #rx4 = this.#frameBytes.subarray(ETH_HLEN + IP4_HLEN);
-  readonly #rx6 = this.#frameBytes.subarray(ETH_HLEN + IP6_HLEN);
+  readonly #txMsg = sys.pinnedBuffer(MSGHDR.size);
+  readonly #txMsgView = new DataView(this.#txMsg.buffer);
+  readonly #txIov = sys.pinnedBuffer(16);
+  readonly #txIovView = new DataView(this.#txIov.buffer);
+  readonly #rxMsg = sys.pinnedBuffer(MSGHDR.size);
+  readonly #rxMsgView = new DataView(this.#rxMsg.buffer);
+  readonly #rxIov = sys.pinnedBuffer(16);
+  readonly #rxIovView = new DataView(this.#rxIov.buffer);
+  /** The buffer of the last request's frame, and its memory address. */
+  #inBuffer: Uint8Array | undefined;
+  #inAddress = 0;
   readonly #sa = sys.pinnedBuffer(SA6_LEN);
   readonly #peer = sys.pinnedBuffer(SA6_LEN);
   readonly #peerLen = sys.pinnedBuffer(4);
+  readonly #peerLenView = new DataView(this.#peerLen.buffer);
   readonly #addr = new Uint8Array(16);
   readonly #addr4 = this.#addr.subarray(12);
   readonly #src4 = new Uint8Array(4);
@@ -326,6 +346,13 @@ export class IcmpEcho {
     this.#tapSend = tapSend;
     const capacity = params.capacity ?? ICMP_FLOWS_MAX;
     if (!(capacity >= 1 && capacity <= FLOW_MAX)) throw new RangeError(`ICMP flows: ${capacity}`);
+    this.#tap = shared?.tap;
+    sys.putU64(this.#txMsgView, MSGHDR.name, sys.addressNumber(this.#sa));
+    sys.putU64(this.#txMsgView, MSGHDR.iov, sys.addressNumber(this.#txIov));
+    sys.putU64(this.#txMsgView, MSGHDR.iovlen, 1);
+    sys.putU64(this.#rxMsgView, MSGHDR.name, sys.addressNumber(this.#peer));
+    sys.putU64(this.#rxMsgView, MSGHDR.iov, sys.addressNumber(this.#rxIov));
+    sys.putU64(this.#rxMsgView, MSGHDR.iovlen, 1);
     this.#flows = shared?.flows ?? new FlowTable();
     this.#flows.share([FlowType.ICMP, FlowType.ICMPV6], capacity);
     this.#nat = shared?.nat ?? standaloneNat(params);
@@ -465,13 +492,18 @@ export class IcmpEcho {
       flow = this.#open(pkt, addrOffset, addrLen, id, v6);
       if (flow < 0) return false;
     }
-    pkt.copyOut(icmp, length, this.#tx);
+    if (pkt.bytes !== this.#inBuffer) {
+      this.#inBuffer = pkt.bytes;
+      this.#inAddress = sys.addressNumber(pkt.bytes);
+    }
+    sys.setIovecAt(this.#txIovView, 0, this.#inAddress + pkt.start + icmp, length);
     const target = this.#targetOf(flow, v6);
     const saLen = sys.encodeSockaddr(this.#sa, target, v6, 0, this.#scopeId[flow]!);
-    const sent = sys.sendto(this.#fd[flow]!, this.#tx, length, 0, this.#sa, saLen);
+    this.#txMsgView.setUint32(MSGHDR.namelen, saLen, true);
+    const sent = sys.sendmsg(this.#fd[flow]!, this.#txMsg, 0);
     if (sent < 0) {
       if (log.debugging) {
-        log.debug(`ICMP: flow ${flow}: sendto: ${sys.errnoName(-sent)}`);
+        log.debug(`ICMP: flow ${flow}: sendmsg: ${sys.errnoName(-sent)}`);
       }
       return this.#drop("send");
     }
@@ -555,6 +587,7 @@ export class IcmpEcho {
     ) {
       const r = sys.tryBind(fd, this.#sa, sys.encodeSockaddr(this.#sa, local, v6, 0, 0));
       if (r < 0) return this.#failSocket(flow, fd, "bind", r);
+      this.#peerLenView.setUint32(0, SA6_LEN, true);
       const n = sys.tryGetsockname(fd, this.#sa, this.#peerLen);
       if (n < 0) return this.#failSocket(flow, fd, "getsockname", n);
       socketId = sys.sockaddrPort(this.#sa);
@@ -621,45 +654,61 @@ export class IcmpEcho {
   readonly #onReadable = (flow: number, _events: number, fd: number): void => {
     if (this.#fd[flow] !== fd) return; // stale event for a closed flow
     const v6 = this.#flows.type[flow] === FlowType.ICMPV6;
-    const rx = v6 ? this.#rx6 : this.#rx4;
-    const max = v6 ? ICMP6_MAX : ICMP4_MAX;
-    const peerLen = this.#peerLen;
+    const icmp = ETH_HLEN + (v6 ? IP6_HLEN : IP4_HLEN);
+    const tap = this.#tap;
+    const msg = this.#rxMsgView;
     for (let i = 0; i < RECV_BATCH; i++) {
-      peerLen[0] = SA6_LEN;
-      peerLen[1] = 0;
-      peerLen[2] = 0;
-      peerLen[3] = 0;
-      const n = sys.recvfrom(fd, rx, max, MSG.DONTWAIT, this.#peer, peerLen);
+      let frame: PacketView;
+      if (tap !== undefined) {
+        frame = tap.next();
+        sys.setIovecAt(this.#rxIovView, 0, tap.slotAddress(0, icmp), TAP_FRAME_MAX - icmp);
+      } else {
+        frame = this.#frame;
+        sys.setIovecAt(this.#rxIovView, 0, this.#frameAddress + icmp, v6 ? ICMP6_MAX : ICMP4_MAX);
+      }
+      msg.setUint32(MSGHDR.namelen, SA6_LEN, true);
+      msg.setUint32(MSGHDR.flags, 0, true);
+      const n = sys.recvmsg(fd, this.#rxMsg, MSG.DONTWAIT);
       if (n < 0) {
         if (n !== -sys.Errno.EAGAIN && n !== -sys.Errno.EINTR) {
           // An ICMP error for this socket (e.g. host unreachable) ends up here.
-          if (log.debugging) log.debug(`ICMP: flow ${flow}: recvfrom: ${sys.errnoName(-n)}`);
+          if (log.debugging) log.debug(`ICMP: flow ${flow}: recvmsg: ${sys.errnoName(-n)}`);
           this.stats.drop("recv");
         }
         return;
       }
-      this.#reply(flow, v6, n);
+      if ((msg.getUint32(MSGHDR.flags, true) & MSG.TRUNC) !== 0) {
+        this.stats.drop("reply"); // larger than a frame can carry
+        continue;
+      }
+      if (this.#reply(flow, v6, n, frame)) {
+        if (tap !== undefined) tap.queue(icmp + n);
+        else this.#tapSend(frame);
+      }
     }
   };
 
-  /** Turns the `length`-byte echo reply just received for `flow` into a frame. */
-  #reply(flow: number, v6: boolean, length: number): void {
-    const frame = this.#frame;
+  /**
+   * Turns the `length`-byte echo reply just received for `flow` after the
+   * headers' room of `frame` into a whole frame: whether it is one to send.
+   */
+  #reply(flow: number, v6: boolean, length: number, frame: PacketView): boolean {
     const ipOffset = ETH_HLEN;
     const icmp = ETH_HLEN + (v6 ? IP6_HLEN : IP4_HLEN);
-    frame.setWindow(0, icmp + length);
+    frame.clearOverflow();
+    frame.setLength(icmp + length);
     if (length < ICMP_ECHO_HLEN) {
       this.stats.drop("reply");
-      return;
+      return false;
     }
     const type = frame.u8(icmp + ICMP_TYPE);
     if (type !== (v6 ? ICMPV6_ECHO_REPLY : ICMP_ECHO_REPLY)) {
       this.stats.drop("reply");
-      return;
+      return false;
     }
     if (!this.#fromTarget(flow, v6)) {
       this.stats.drop("foreign");
-      return;
+      return false;
     }
     this.#lastActiveMs[flow] = this.#nowMs;
 
@@ -690,10 +739,10 @@ export class IcmpEcho {
     }
     if (frame.overflow) {
       this.stats.drop("reply");
-      return;
+      return false;
     }
     this.stats.replies++;
-    this.#tapSend(frame);
+    return true;
   }
 
   /** True if the sender in #peer is the flow's target. */

@@ -8,7 +8,7 @@ subcommand prints one JSON object on stdout.
                                          sockets; unanswered ones are sent again (three
                                          rounds at most); prints how many were answered
     connect CLOSED_ADDR CLOSED_PORT SILENT_ADDR SILENT_PORT N HOLD
-                                         N nonblocking connects to each target, 4 s for
+                                         N nonblocking connects to each target, 8 s for
                                          the answers; prints how many were refused and
                                          how many still pending; after HOLD more
                                          seconds (the kernel retrying the unanswered
@@ -108,7 +108,7 @@ def connect(closed_addr, closed_port, silent_addr, silent_port, n, hold):
             socks.append((s, addr))
     refused = 0
     undecided = {s.fileno(): (s, addr) for s, addr in socks}
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 8
     poller = select.poll()
     for fd in undecided:
         poller.register(fd, select.POLLOUT)
