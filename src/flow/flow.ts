@@ -57,8 +57,8 @@ export const FlowType = {
   UDP_SPLICE: 0x80 | 17,
 } as const;
 
-/** Hash input: domain, type, guest address, remote address, ports (38 bytes). */
-const KEY_LEN = 38;
+/** Hash input: domain, type, ports, guest address, remote address (38 bytes at most). */
+const KEY_MAX = 38;
 const KEY_DOMAIN_INDEX = 0;
 const KEY_DOMAIN_ISN = 1;
 /** Shares (see `FlowTable.share`) at most, the whole table's included. */
@@ -94,7 +94,7 @@ export class FlowTable {
   readonly #buckets = new Int32Array(BUCKETS).fill(EMPTY);
   readonly #free = new Int32Array(FLOW_MAX);
   #freeCount = FLOW_MAX;
-  readonly #key = new Uint8Array(KEY_LEN);
+  readonly #key = new Uint8Array(KEY_MAX);
   /** Evictors by flow type (undefined: that kind stays until its owner closes it). */
   readonly #evictors: Array<FlowEvictor | undefined> = new Array(256).fill(undefined);
   #hasEvictors = false;
@@ -210,8 +210,9 @@ export class FlowTable {
   }
 
   /**
-   * Gather a key into #key: `domain`, `type`, then both addresses as 16 bytes
-   * (IPv4 v4-mapped, so both forms agree) and both ports, big-endian.
+   * Gather a key into #key: `domain`, `type`, both ports (big-endian), then both
+   * addresses of `len` bytes (an IPv4 flow hashes 14 bytes, an IPv6 one 38:
+   * the two never match each other anyway). Returns the key's length.
    */
   #gather(
     domain: number,
@@ -223,25 +224,19 @@ export class FlowTable {
     remoteOff: number,
     remotePort: number,
     len: number,
-  ): void {
+  ): number {
     const k = this.#key;
     k[0] = domain;
     k[1] = type;
-    if (len === 4) {
-      for (let i = 2; i < 12; i++) k[i] = 0;
-      k[12] = k[13] = 0xff;
-      for (let i = 18; i < 28; i++) k[i] = 0;
-      k[28] = k[29] = 0xff;
-    }
-    const pad = 16 - len;
+    k[2] = guestPort >>> 8;
+    k[3] = guestPort & 0xff;
+    k[4] = remotePort >>> 8;
+    k[5] = remotePort & 0xff;
     for (let i = 0; i < len; i++) {
-      k[2 + pad + i] = guest[guestOff + i]!;
-      k[18 + pad + i] = remote[remoteOff + i]!;
+      k[6 + i] = guest[guestOff + i]!;
+      k[6 + len + i] = remote[remoteOff + i]!;
     }
-    k[34] = guestPort >>> 8;
-    k[35] = guestPort & 0xff;
-    k[36] = remotePort >>> 8;
-    k[37] = remotePort & 0xff;
+    return 6 + 2 * len;
   }
 
   /**
@@ -249,8 +244,9 @@ export class FlowTable {
    * secret part of TCP's initial sequence number (RFC 6528), 32 bits unsigned.
    */
   isnHash(index: number): number {
-    const base = index * 16;
-    this.#gather(
+    const len = this.v6[index] === 1 ? 16 : 4;
+    const base = index * 16 + 16 - len;
+    const keyLength = this.#gather(
       KEY_DOMAIN_ISN,
       this.type[index]!,
       this.guestAddr,
@@ -259,9 +255,10 @@ export class FlowTable {
       this.remoteAddr,
       base,
       this.remotePort[index]!,
-      16,
+      len,
     );
-    return flowHash.hash(this.#key, 0, KEY_LEN);
+    flowHash.hash(this.#key, 0, keyLength);
+    return flowHash.result[0]!;
   }
 
   #hashKey(
@@ -274,7 +271,7 @@ export class FlowTable {
     remotePort: number,
     len: number,
   ): number {
-    this.#gather(
+    const keyLength = this.#gather(
       KEY_DOMAIN_INDEX,
       type,
       guest,
@@ -285,7 +282,9 @@ export class FlowTable {
       remotePort,
       len,
     );
-    return flowHash.hash(this.#key, 0, KEY_LEN);
+    flowHash.hash(this.#key, 0, keyLength);
+    // 30 bits: small enough to stay an unboxed integer on its way out.
+    return flowHash.result[0]! >>> 2;
   }
 
   /**

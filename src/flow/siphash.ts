@@ -11,30 +11,24 @@
  * start.
  *
  * JavaScript has no unsigned 64-bit integers short of BigInt, which allocates,
- * so each 64-bit state word is a pair of 32-bit halves held in fields; the
- * message is read little-endian, a byte at a time, straight from the caller's
- * array. Nothing is allocated per call: `hash` returns the low 32 bits of the
- * 64-bit result and leaves the high 32 bits in `high`.
+ * so each 64-bit state word is a pair of 32-bit halves in local variables (in
+ * fields, values past 2^30 would be boxed on every write); the message is read
+ * little-endian straight from the caller's array. Nothing is allocated per
+ * call: the 64-bit result goes to the `result` typed array.
  */
 
 /** A SipHash-2-4 instance with a fixed 128-bit key. */
 export class SipHash {
-  // Key: k0 and k1, little-endian 64-bit words, as 32-bit halves.
+  // Key: k0 and k1, little-endian 64-bit words, as 32-bit halves (int32).
   readonly #k0lo: number;
   readonly #k0hi: number;
   readonly #k1lo: number;
   readonly #k1hi: number;
-  // State v0..v3, as 32-bit halves (unsigned).
-  #v0lo = 0;
-  #v0hi = 0;
-  #v1lo = 0;
-  #v1hi = 0;
-  #v2lo = 0;
-  #v2hi = 0;
-  #v3lo = 0;
-  #v3hi = 0;
-  /** High 32 bits (unsigned) of the last result of `hash`. */
-  high = 0;
+  /**
+   * The last result of `hash`: [0] the low 32 bits, [1] the high 32 bits. A
+   * typed array, so that no number is boxed on the way out.
+   */
+  readonly result = new Uint32Array(2);
 
   /** `key`: 16 bytes; a fresh random key when omitted. */
   constructor(key: Uint8Array = crypto.getRandomValues(new Uint8Array(16))) {
@@ -46,107 +40,81 @@ export class SipHash {
   }
 
   /**
-   * SipHash-2-4 of `len` bytes of `bytes` from `off`: returns the low 32 bits
-   * (unsigned) of the 64-bit result; the high 32 bits are left in `high`.
+   * SipHash-2-4 of `len` bytes of `bytes` from `off`, into `result`. (Nothing is
+   * returned: a number past 2^30 would be boxed on its way out.)
    */
-  hash(bytes: Uint8Array, off: number, len: number): number {
-    // "somepseudorandomlygeneratedbytes"
-    this.#v0lo = (this.#k0lo ^ 0x70736575) >>> 0;
-    this.#v0hi = (this.#k0hi ^ 0x736f6d65) >>> 0;
-    this.#v1lo = (this.#k1lo ^ 0x6e646f6d) >>> 0;
-    this.#v1hi = (this.#k1hi ^ 0x646f7261) >>> 0;
-    this.#v2lo = (this.#k0lo ^ 0x6e657261) >>> 0;
-    this.#v2hi = (this.#k0hi ^ 0x6c796765) >>> 0;
-    this.#v3lo = (this.#k1lo ^ 0x79746573) >>> 0;
-    this.#v3hi = (this.#k1hi ^ 0x74656462) >>> 0;
+  hash(bytes: Uint8Array, off: number, len: number): void {
+    // The state lives in local int32 variables only: stored in fields, values
+    // past 2^30 would be boxed on every write. "somepseudorandomlygeneratedbytes"
+    let v0lo = this.#k0lo ^ 0x70736575, v0hi = this.#k0hi ^ 0x736f6d65;
+    let v1lo = this.#k1lo ^ 0x6e646f6d, v1hi = this.#k1hi ^ 0x646f7261;
+    let v2lo = this.#k0lo ^ 0x6e657261, v2hi = this.#k0hi ^ 0x6c796765;
+    let v3lo = this.#k1lo ^ 0x79746573, v3hi = this.#k1hi ^ 0x74656462;
+    let t = 0;
     const whole = len - (len & 7);
-    for (let i = 0; i < whole; i += 8) {
-      this.#compress(le32(bytes, off + i), le32(bytes, off + i + 4));
+    // Blocks of 8 bytes (two rounds each), the last block (the rest of the
+    // bytes, the length's low byte on top), then the finalization (four rounds).
+    for (let i = 0, final = false;; i += 8) {
+      let mlo = 0, mhi = 0, rounds = 2;
+      if (final) {
+        v2lo ^= 0xff;
+        rounds = 4;
+      } else if (i < whole) {
+        mlo = le32(bytes, off + i);
+        mhi = le32(bytes, off + i + 4);
+      } else {
+        mhi = (len & 0xff) << 24;
+        for (let j = 0; j < (len & 7); j++) {
+          const b = bytes[off + whole + j]!;
+          if (j < 4) mlo |= b << (8 * j);
+          else mhi |= b << (8 * (j - 4));
+        }
+      }
+      v3lo ^= mlo;
+      v3hi ^= mhi;
+      for (let r = 0; r < rounds; r++) {
+        // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
+        t = (v0lo + v1lo) | 0;
+        v0hi = (v0hi + v1hi + ((t >>> 0) < (v0lo >>> 0) ? 1 : 0)) | 0;
+        v0lo = t;
+        t = (v1hi << 13) | (v1lo >>> 19);
+        v1lo = ((v1lo << 13) | (v1hi >>> 19)) ^ v0lo;
+        v1hi = t ^ v0hi;
+        t = v0lo;
+        v0lo = v0hi;
+        v0hi = t;
+        // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
+        t = (v2lo + v3lo) | 0;
+        v2hi = (v2hi + v3hi + ((t >>> 0) < (v2lo >>> 0) ? 1 : 0)) | 0;
+        v2lo = t;
+        t = (v3hi << 16) | (v3lo >>> 16);
+        v3lo = ((v3lo << 16) | (v3hi >>> 16)) ^ v2lo;
+        v3hi = t ^ v2hi;
+        // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
+        t = (v0lo + v3lo) | 0;
+        v0hi = (v0hi + v3hi + ((t >>> 0) < (v0lo >>> 0) ? 1 : 0)) | 0;
+        v0lo = t;
+        t = (v3hi << 21) | (v3lo >>> 11);
+        v3lo = ((v3lo << 21) | (v3hi >>> 11)) ^ v0lo;
+        v3hi = t ^ v0hi;
+        // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
+        t = (v2lo + v1lo) | 0;
+        v2hi = (v2hi + v1hi + ((t >>> 0) < (v2lo >>> 0) ? 1 : 0)) | 0;
+        v2lo = t;
+        t = (v1hi << 17) | (v1lo >>> 15);
+        v1lo = ((v1lo << 17) | (v1hi >>> 15)) ^ v2lo;
+        v1hi = t ^ v2hi;
+        t = v2lo;
+        v2lo = v2hi;
+        v2hi = t;
+      }
+      if (final) break;
+      v0lo ^= mlo;
+      v0hi ^= mhi;
+      if (i === whole) final = true;
     }
-    // Last block: the remaining bytes, and the length's low byte on top.
-    let lo = 0;
-    let hi = (len & 0xff) << 24;
-    const rest = len & 7;
-    for (let i = 0; i < rest; i++) {
-      const b = bytes[off + whole + i]!;
-      if (i < 4) lo |= b << (8 * i);
-      else hi |= b << (8 * (i - 4));
-    }
-    this.#compress(lo >>> 0, hi >>> 0);
-    this.#v2lo = (this.#v2lo ^ 0xff) >>> 0;
-    this.#round();
-    this.#round();
-    this.#round();
-    this.#round();
-    this.high = (this.#v0hi ^ this.#v1hi ^ this.#v2hi ^ this.#v3hi) >>> 0;
-    return (this.#v0lo ^ this.#v1lo ^ this.#v2lo ^ this.#v3lo) >>> 0;
-  }
-
-  /** One message word m = (hi << 32 | lo) through two rounds. */
-  #compress(lo: number, hi: number): void {
-    this.#v3lo = (this.#v3lo ^ lo) >>> 0;
-    this.#v3hi = (this.#v3hi ^ hi) >>> 0;
-    this.#round();
-    this.#round();
-    this.#v0lo = (this.#v0lo ^ lo) >>> 0;
-    this.#v0hi = (this.#v0hi ^ hi) >>> 0;
-  }
-
-  /** SipRound, on 32-bit halves. */
-  #round(): void {
-    let v0lo = this.#v0lo, v0hi = this.#v0hi, v1lo = this.#v1lo, v1hi = this.#v1hi;
-    let v2lo = this.#v2lo, v2hi = this.#v2hi, v3lo = this.#v3lo, v3hi = this.#v3hi;
-    let t: number;
-    // v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
-    t = (v0lo + v1lo) >>> 0;
-    v0hi = (v0hi + v1hi + (t < v0lo ? 1 : 0)) >>> 0;
-    v0lo = t;
-    t = ((v1hi << 13) | (v1lo >>> 19)) >>> 0;
-    v1lo = ((v1lo << 13) | (v1hi >>> 19)) >>> 0;
-    v1hi = t;
-    v1lo = (v1lo ^ v0lo) >>> 0;
-    v1hi = (v1hi ^ v0hi) >>> 0;
-    t = v0lo;
-    v0lo = v0hi;
-    v0hi = t;
-    // v2 += v3; v3 = rotl(v3, 16); v3 ^= v2
-    t = (v2lo + v3lo) >>> 0;
-    v2hi = (v2hi + v3hi + (t < v2lo ? 1 : 0)) >>> 0;
-    v2lo = t;
-    t = ((v3hi << 16) | (v3lo >>> 16)) >>> 0;
-    v3lo = ((v3lo << 16) | (v3hi >>> 16)) >>> 0;
-    v3hi = t;
-    v3lo = (v3lo ^ v2lo) >>> 0;
-    v3hi = (v3hi ^ v2hi) >>> 0;
-    // v0 += v3; v3 = rotl(v3, 21); v3 ^= v0
-    t = (v0lo + v3lo) >>> 0;
-    v0hi = (v0hi + v3hi + (t < v0lo ? 1 : 0)) >>> 0;
-    v0lo = t;
-    t = ((v3hi << 21) | (v3lo >>> 11)) >>> 0;
-    v3lo = ((v3lo << 21) | (v3hi >>> 11)) >>> 0;
-    v3hi = t;
-    v3lo = (v3lo ^ v0lo) >>> 0;
-    v3hi = (v3hi ^ v0hi) >>> 0;
-    // v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
-    t = (v2lo + v1lo) >>> 0;
-    v2hi = (v2hi + v1hi + (t < v2lo ? 1 : 0)) >>> 0;
-    v2lo = t;
-    t = ((v1hi << 17) | (v1lo >>> 15)) >>> 0;
-    v1lo = ((v1lo << 17) | (v1hi >>> 15)) >>> 0;
-    v1hi = t;
-    v1lo = (v1lo ^ v2lo) >>> 0;
-    v1hi = (v1hi ^ v2hi) >>> 0;
-    t = v2lo;
-    v2lo = v2hi;
-    v2hi = t;
-    this.#v0lo = v0lo;
-    this.#v0hi = v0hi;
-    this.#v1lo = v1lo;
-    this.#v1hi = v1hi;
-    this.#v2lo = v2lo;
-    this.#v2hi = v2hi;
-    this.#v3lo = v3lo;
-    this.#v3hi = v3hi;
+    this.result[0] = v0lo ^ v1lo ^ v2lo ^ v3lo;
+    this.result[1] = v0hi ^ v1hi ^ v2hi ^ v3hi;
   }
 }
 

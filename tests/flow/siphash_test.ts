@@ -86,8 +86,8 @@ Deno.test("siphash: the paper's 64 reference vectors", () => {
   const message = Uint8Array.from({ length: 64 }, (_, i) => i);
   const h = new SipHash(key);
   for (let len = 0; len < 64; len++) {
-    const lo = h.hash(message, 0, len);
-    assert.equal(leHex(lo, h.high), VECTORS[len], `message of ${len} bytes`);
+    h.hash(message, 0, len);
+    assert.equal(leHex(h.result[0]!, h.result[1]!), VECTORS[len], `message of ${len} bytes`);
   }
 });
 
@@ -96,16 +96,18 @@ Deno.test("siphash: reads at an offset; the paper's 15-byte example", () => {
   const padded = new Uint8Array(40);
   for (let i = 0; i < 15; i++) padded[7 + i] = i;
   const h = new SipHash(key);
-  const lo = h.hash(padded, 7, 15);
+  h.hash(padded, 7, 15);
   // Appendix A: 0xa129ca6149be45e5.
-  assert.equal(h.high, 0xa129ca61);
-  assert.equal(lo, 0x49be45e5);
+  assert.equal(h.result[1], 0xa129ca61);
+  assert.equal(h.result[0], 0x49be45e5);
 });
 
 Deno.test("siphash: different keys give different hashes", () => {
   const message = new Uint8Array(37);
   const a = new SipHash();
   const b = new SipHash();
-  assert.notEqual(leHex(a.hash(message, 0, 37), a.high), leHex(b.hash(message, 0, 37), b.high));
+  a.hash(message, 0, 37);
+  b.hash(message, 0, 37);
+  assert.notDeepEqual(a.result, b.result);
   assert.throws(() => new SipHash(new Uint8Array(8)), RangeError);
 });
