@@ -6,7 +6,7 @@
  * Not part of `make check` (deno test only picks *_test.ts files). It prints Gbit/s,
  * the best of the runs, for one TCP stream moving zeros through:
  * - plain loopback in the sandbox's host namespace (the ceiling);
- * - our pasta, -t: client on the host's 127.0.0.1, server on the namespace's;
+ * - our pasta, -t: client on the host's 127.0.0.1, server in the namespace (any address);
  * - our pasta, -T: client on the namespace's 127.0.0.1, server on the host's;
  * - Debian's C pasta (/usr/bin/pasta), the same two, when it is installed.
  * The sender writes 1 MiB blocks and the receiver reads 1 MiB at a time (Python,
@@ -108,7 +108,9 @@ async function inbound(sb: Sandbox, pasta: string, py: string, addr: string): Pr
     PYTHON,
     py,
     "server",
-    addr,
+    // -t from the host's loopback reaches the namespace's own address (ours, and
+    // the C pasta since 2024) or its loopback (older C pastas): listen on any.
+    addr.includes(":") ? "::" : "0.0.0.0",
     String(port),
     ready,
   ], { user: true, timeoutMs: 120_000 });
