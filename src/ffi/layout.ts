@@ -333,7 +333,7 @@ export const MAP = { PRIVATE: 0x02, ANONYMOUS: 0x20, STACK: 0x20000 } as const;
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
 /** madvise(2) advice. */
-export const MADV = { DONTNEED: 4, PAGEOUT: 21 } as const;
+export const MADV = { DONTNEED: 4 } as const;
 
 /** Field offsets in glibc's struct passwd and struct group. */
 export const PASSWD = { uid: 16, gid: 20 } as const;

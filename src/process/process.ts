@@ -437,13 +437,13 @@ export function reportExitStatus(status: number): void {
   sys.close(fd);
 }
 
-/** The runtime executable's mappings to release: [start, length in bytes, advice]. */
-let codeRanges: [number, number, number][] = [];
+/** The runtime executable's code mappings: [start address, length in bytes]. */
+let codeRanges: [number, number][] = [];
 
 /**
- * Find the Deno runtime's code and read-only data (the executable's r-x and r--
- * mappings) in /proc/self/maps, for `releaseStartupCode`: call while /proc is
- * reachable (before isolation.ts empties the root).
+ * Find the Deno runtime's code (the executable's r-x mappings) in /proc/self/maps,
+ * for `releaseStartupCode`: call while /proc is reachable (before isolation.ts
+ * empties the root).
  */
 export function findStartupCode(): void {
   let exe: string;
@@ -458,27 +458,26 @@ export function findStartupCode(): void {
   for (const line of maps.split("\n")) {
     // "start-end perms offset dev inode path"
     const fields = line.split(/\s+/);
-    if ((fields[1] !== "r-xp" && fields[1] !== "r--p") || fields[5] !== exe) continue;
+    if (fields[1] !== "r-xp" || fields[5] !== exe) continue;
     const [start, end] = fields[0]!.split("-").map((h) => parseInt(h, 16));
     if (start === undefined || end === undefined || end <= start) continue;
-    // Code is never written: its pages can go. Read-only data may hold relocated
-    // (written, private) pages, which MADV_DONTNEED would lose: page those out.
-    codeRanges.push([start, end - start, fields[1] === "r-xp" ? MADV.DONTNEED : MADV.PAGEOUT]);
+    codeRanges.push([start, end - start]);
   }
 }
 
 /**
  * Once set up, before the loop: drop the runtime's code pages from our page tables
- * (MADV_DONTNEED on its never written, file-backed code) and page out its
- * read-only data (MADV_PAGEOUT: the V8 snapshot, read once at start). Start-up
- * touches some 30 MiB of them that the loop never needs again; the pages stay in
- * the page cache or come back from the file, and the few the loop needs return on
- * first use, so resident memory is the loop's working set, not the start-up's.
+ * (MADV_DONTNEED on its never written, file-backed code). Start-up touches some
+ * 20 MiB of it that the loop never runs again; the pages stay in the page cache,
+ * and the few the loop needs come back on first use (a minor fault each), so
+ * resident memory is the loop's working set, not the start-up's. Read-only data
+ * is left alone: it holds relocated, privately written pages, which
+ * MADV_DONTNEED would lose.
  */
 export function releaseStartupCode(): void {
-  for (const [start, length, advice] of codeRanges) {
-    const r = sys.madvise(start, length, advice);
-    if (r < 0) log.debug(`madvise(${advice}) of the runtime's mappings: errno ${-r}`);
+  for (const [start, length] of codeRanges) {
+    const r = sys.madvise(start, length, MADV.DONTNEED);
+    if (r < 0) log.debug(`madvise(MADV_DONTNEED) of the runtime's code: errno ${-r}`);
   }
   codeRanges = [];
 }
