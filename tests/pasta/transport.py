@@ -21,7 +21,7 @@ that file once they listen, so the test knows when to start the other side.
     dns-query ADDR                         ask ADDR:53 for example.test A
     auto-listener PORT READY STOP CLOSED   listen on PORT (v4 and v6) until STOP exists
     wait-banner ADDR PORT SECONDS          retry until a connection returns the banner
-    wait-free ADDR PORT SECONDS            retry until PORT can be bound on ADDR
+    wait-free ADDR PORT SECONDS            retry until a listener can take PORT on ADDR
 """
 
 import asyncio
@@ -414,8 +414,12 @@ def wait_free(addr, port, seconds):
     last = None
     while time.monotonic() - started < seconds:
         s = socket.socket(family_of(addr), socket.SOCK_STREAM)
+        # As a server would: a TIME_WAIT left by a connection that went through
+        # the port does not count, only a socket still listening on it.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((addr, port))
+            s.listen(1)
             s.close()
             out({"ok": True, "seconds": round(time.monotonic() - started, 3)})
             return
