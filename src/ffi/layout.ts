@@ -486,6 +486,7 @@ export const SYS = IS_X86_64
     setresuid: 117,
     setresgid: 119,
     setgroups: 116,
+    sethostname: 170,
   } as const
   : {
     read: 63,
@@ -515,6 +516,7 @@ export const SYS = IS_X86_64
     setresuid: 147,
     setresgid: 149,
     setgroups: 159,
+    sethostname: 161,
   } as const;
 
 // --- signal handlers, seccomp ------------------------------------------------------

@@ -14,7 +14,8 @@
  *      write /proc/PID/{setgroups,uid_map,gid_map} (`writeIdMaps`) first;
  *   4. setns() into each namespace given, in the order given (put the user
  *      namespace first: joining it is what grants the rights to join the others),
- *      then unshare() of the namespaces asked to be made there;
+ *      then unshare() of the namespaces asked to be made there; sethostname()
+ *      if asked (in a new UTS namespace; a failure is ignored);
  *   5. chdir, setsid, dup3 of the stdio descriptors onto 0, 1, 2;
  *   6. close_range(first, ~0, CLOSE_RANGE_CLOEXEC) if asked;
  *   7. reset signal dispositions 1–64 to SIG_DFL (Deno ignores SIGPIPE, and an
@@ -120,6 +121,11 @@ export interface SpawnOptions {
   readonly setsid?: boolean;
   /** Directory to change to before exec (after joining namespaces). */
   readonly chdir?: string;
+  /**
+   * sethostname(2) in the child, once in its namespaces (give it a new UTS
+   * namespace): at most 64 bytes; a failure is ignored, as only cosmetic.
+   */
+  readonly hostname?: string;
   /** Exec with an empty signal mask (true, the default) or with the caller's mask. */
   readonly resetSignalMask?: boolean;
   /** Reset the dispositions of signals 1–64 to SIG_DFL before exec. Default true. */
@@ -136,6 +142,9 @@ export interface SpawnOptions {
 /** The clone flags `spawnProcess` accepts: new namespaces only. */
 const NAMESPACE_FLAGS = CLONE.NEWNS | CLONE.NEWCGROUP | CLONE.NEWUTS | CLONE.NEWIPC |
   CLONE.NEWUSER | CLONE.NEWPID | CLONE.NEWNET;
+
+/** HOST_NAME_MAX (<limits.h>): the longest host name, in bytes. */
+const HOST_NAME_MAX = 64;
 
 const NAMESPACE_NAMES: ReadonlyArray<readonly [number, string]> = [
   [CLONE.NEWUSER, "user"],
@@ -332,6 +341,16 @@ function buildProgram(
     const names = NAMESPACE_NAMES.filter(([flag]) => (unshareFlags & flag) !== 0);
     const detail = `new ${names.map(([, name]) => name).join(", ")} namespaces`;
     p.step({ call: "unshare", detail }, SYS.unshare, [unshareFlags]);
+  }
+
+  if (options.hostname !== undefined) {
+    const name = new TextEncoder().encode(options.hostname).subarray(0, HOST_NAME_MAX);
+    p.step(
+      { call: "sethostname", detail: options.hostname },
+      SYS.sethostname,
+      [p.copy(name), name.length],
+      STEP_IGNORE_FAILURE,
+    );
   }
 
   if (options.chdir !== undefined) {

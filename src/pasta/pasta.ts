@@ -392,6 +392,18 @@ function commandLine(config: PastaConfig): { path: string; argv: string[] } | un
   return undefined;
 }
 
+/** Prefix of the host name the spawned command's UTS namespace gets. */
+const HOSTNAME_PREFIX = "pasta-";
+
+/** This machine's host name, or "" if it can't be read. */
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
+}
+
 /** The worker that spawned a command in a new network namespace: lives as long as it. */
 function runSpawnWorker(config: PastaConfig): number {
   const network = resolveNetwork(config);
@@ -412,6 +424,8 @@ function runSpawnWorker(config: PastaConfig): number {
       // A copy of our mount namespace, made now, keeps the filesystem for the
       // command when ours is emptied.
       cloneFlags: CLONE.NEWNET | CLONE.NEWUTS | (hasPrivateMounts() ? CLONE.NEWNS : 0),
+      // As the C pasta: a shell prompt inside tells the namespace from the host.
+      hostname: `${HOSTNAME_PREFIX}${hostName()}`,
       waitForParent: true,
     });
   } catch (e) {

@@ -155,6 +155,16 @@ pastaTest(
   },
 );
 
+pastaTest("the command's host name is pasta- and the host's, which stays as it was", [
+  "hostname",
+], async (sb) => {
+  const host = (await sb.run(["hostname"])).stdout.trim();
+  const r = await inPasta(sb, ["--config-net"], "hostname");
+  assert.equal(r.code, 0, show(r));
+  assert.equal(r.stdout.trim(), `pasta-${host}`.slice(0, 64));
+  assert.equal((await sb.run(["hostname"])).stdout.trim(), host, "the host's name changed");
+});
+
 pastaTest("--config-net -I names the interface", ["ip"], async (sb) => {
   const r = await inPasta(sb, ["--config-net", "-I", "tap7"], IP_STATE);
   assert.equal(r.code, 0, show(r));
