@@ -100,6 +100,11 @@ export interface IpVersionConfig {
   readonly mapHostLoopback: Uint8Array | null | undefined;
   /** --map-guest-addr: address standing for the guest's own address on the host. */
   readonly mapGuestAddr: Uint8Array | undefined;
+  /**
+   * --dns-host: the host resolver that queries to the --dns-forward address go to;
+   * undefined: the first resolver of /etc/resolv.conf for this version.
+   */
+  readonly dnsHost: Uint8Array | undefined;
 }
 
 /** IPv4-only settings on top of the per-version ones. */
@@ -170,6 +175,14 @@ export interface CommonConfig {
   readonly noRa: boolean;
   /** --no-map-gw, or implied by `--map-host-loopback none`. */
   readonly noMapGw: boolean;
+  /** -H: host name sent in DHCP option 12; undefined: none. No trailing dot. */
+  readonly hostname: string | undefined;
+  /** --fqdn: name sent as client FQDN (DHCP option 81, DHCPv6 option 39). No trailing dot. */
+  readonly fqdn: string | undefined;
+  /** --freebind: listeners of -t/-u may bind addresses the host does not have (yet). */
+  readonly freebind: boolean;
+  /** --chroot-fallback: chroot(2) into the empty root when pivot_root(2) fails. */
+  readonly chrootFallback: boolean;
   /** -t: TCP ports forwarded from the host to the guest / namespace. */
   readonly tcpIn: PortForwarding;
   /** -u (or following -t): UDP ports forwarded from the host to the guest / namespace. */
@@ -220,6 +233,10 @@ export interface PastaConfig extends CommonConfig {
    * reach the namespace's loopback; otherwise its own (external) address.
    */
   readonly hostLoToNsLo: boolean;
+  /** --no-splice: loopback traffic goes through the tap too, with the address mapping. */
+  readonly noSplice: boolean;
+  /** --splice-only: no tap device; only loopback forwarding between the namespaces. */
+  readonly spliceOnly: boolean;
   /** --config-net. */
   readonly configNet: boolean;
   /** --no-copy-routes for IPv4, or implied by an IPv4 -g. */

@@ -72,9 +72,11 @@ const ENTRIES: readonly HelpEntry[] = [
   ),
   entry(
     BOTH,
-    "-a, --address ADDR",
+    "-a, --address ADDR[/LEN]",
     "IPv4 or IPv6 address to hand out; at most once",
-    "per IP version. default: the host's address",
+    "per IP version. /LEN: IPv4 prefix length instead",
+    "of -n (IPv6 always gets a /64)",
+    "default: the host's address",
   ),
   entry(
     BOTH,
@@ -118,10 +120,24 @@ const ENTRIES: readonly HelpEntry[] = [
   ),
   entry(
     BOTH,
+    "--dns-host ADDR",
+    "Resolver that --dns-forward traffic goes to; at",
+    "most once per IP version. default: the first one",
+    "in /etc/resolv.conf",
+  ),
+  entry(
+    BOTH,
     "-S, --search LIST",
     "Space-separated search domains, instead of those in",
     "/etc/resolv.conf. 'none': no list ('none.' for a",
     "domain called none)",
+  ),
+  entry(BOTH, "-H, --hostname NAME", "Host name to hand out via DHCP (option 12)"),
+  entry(
+    BOTH,
+    "--fqdn NAME",
+    "Fully qualified name to hand out via DHCP",
+    "(option 81) and DHCPv6 (option 39)",
   ),
   entry(PASST, "--no-dhcp-dns", "Don't announce name servers via DHCP/NDP/DHCPv6"),
   entry(PASTA, "--dhcp-dns", "Announce name servers via DHCP/NDP/DHCPv6"),
@@ -134,6 +150,18 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(BOTH, "--no-ndp", "Don't answer NDP"),
   entry(BOTH, "--no-dhcpv6", "Don't answer DHCPv6"),
   entry(BOTH, "--no-ra", "Don't send router advertisements"),
+  entry(
+    BOTH,
+    "--freebind",
+    "Let -t/-u listen on addresses the host doesn't",
+    "have (yet): IP_FREEBIND, IPV6_FREEBIND",
+  ),
+  entry(
+    BOTH,
+    "--chroot-fallback",
+    "If pivot_root() fails while isolating ourselves,",
+    "chroot() into the empty root instead of failing",
+  ),
   entry(
     BOTH,
     "--map-host-loopback ADDR",
@@ -152,12 +180,19 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(BOTH, "-6, --ipv6-only", "Use IPv6 only"),
   entry(
     PASST,
-    "-s, --socket PATH",
+    "-s, --socket-path, --socket PATH",
     "UNIX domain socket for qemu to connect to",
     "default: first free /tmp/passt_N.socket, N=1..64",
   ),
   entry(PASST, "-F, --fd FD", "Use FD, an already connected socket", "implies --one-off"),
   entry(PASST, "-1, --one-off", "Exit when the first client disconnects"),
+  entry(
+    PASST,
+    "--vhost-user",
+    "vhost-user and migration are not supported: this",
+    "option, --print-capabilities, --repair-path PATH,",
+    "--migrate-exit and --migrate-no-linger are refused",
+  ),
   entry(
     PASST,
     "-t, --tcp-ports SPEC",
@@ -212,6 +247,18 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(PASTA, "--no-copy-routes", "With --config-net, only add the default route"),
   entry(PASTA, "--no-copy-addrs", "With --config-net, only add one address"),
   entry(PASTA, "--ns-mac-addr ADDR", "MAC address of the tap device in the namespace"),
+  entry(
+    PASTA,
+    "--no-splice",
+    "Loopback traffic of -t/-u/-T/-U goes through the",
+    "tap too, with the address mapping, not spliced",
+  ),
+  entry(
+    PASTA,
+    "--splice-only",
+    "No tap device: only forward loopback traffic",
+    "between the namespaces (-t/-u/-T/-U)",
+  ),
   entry(BOTH, "", ...PORT_SPEC_TEXT),
 ];
 

@@ -120,6 +120,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   opt("outbound", "o", true),
   opt("dns", "D", true),
   opt("search", "S", true),
+  opt("hostname", "H", true),
   opt("no-tcp", undefined, false),
   opt("no-udp", undefined, false),
   opt("no-icmp", undefined, false),
@@ -127,6 +128,9 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   opt("no-dhcpv6", undefined, false),
   opt("no-ndp", undefined, false),
   opt("no-ra", undefined, false),
+  opt("no-splice", undefined, false, PASTA),
+  opt("splice-only", undefined, false, PASTA),
+  opt("freebind", undefined, false),
   opt("no-map-gw", undefined, false),
   opt("ipv4-only", "4", false),
   opt("ipv6-only", "6", false),
@@ -157,6 +161,15 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   opt("netns-only", undefined, false, PASTA),
   opt("map-host-loopback", undefined, true),
   opt("map-guest-addr", undefined, true),
+  opt("dns-host", undefined, true),
+  opt("vhost-user", undefined, false, PASST),
+  opt("print-capabilities", undefined, false, PASST),
+  opt("socket-path", undefined, true, PASST),
+  opt("fqdn", undefined, true),
+  opt("repair-path", undefined, true, PASST),
+  opt("migrate-exit", undefined, false, PASST),
+  opt("migrate-no-linger", undefined, false, PASST),
+  opt("chroot-fallback", undefined, false),
 ]);
 
 /** Long names (without "--") of the options valid in `mode`, in table order. */
@@ -279,6 +292,21 @@ function parseSearchList(value: string): string[] {
   return names;
 }
 
+/**
+ * A domain name for -H and --fqdn: labels of letters, digits, '-' and '_', at most
+ * 253 bytes without a trailing dot, so that it fits DHCP option 12 and the wire form
+ * of options 81 (DHCP) and 39 (DHCPv6).
+ */
+function checkDomainName(what: string, option: string, value: string): string {
+  const bare = value.endsWith(".") ? value.slice(0, -1) : value;
+  if (bare.length === 0) throw invalid(what, option, `'${value}'`, "empty");
+  if (bare.length > 253) throw invalid(what, option, value, "longer than 253 bytes");
+  if (!bare.split(".").every((l) => LABEL_RE.test(l))) {
+    throw invalid(what, option, value, "labels of letters, digits, '-' and '_' only");
+  }
+  return bare;
+}
+
 function parseRunAs(value: string): RunAs {
   const colon = value.indexOf(":");
   const userText = colon < 0 ? value : value.slice(0, colon);
@@ -309,6 +337,7 @@ interface VersionState {
   dnsForward: Uint8Array | undefined;
   mapHostLoopback: Uint8Array | null | undefined;
   mapGuestAddr: Uint8Array | undefined;
+  dnsHost: Uint8Array | undefined;
 }
 
 function newVersionState(): VersionState {
@@ -320,10 +349,11 @@ function newVersionState(): VersionState {
     dnsForward: undefined,
     mapHostLoopback: undefined,
     mapGuestAddr: undefined,
+    dnsHost: undefined,
   };
 }
 
-type OnceField = "address" | "gateway" | "outbound" | "dnsForward";
+type OnceField = "address" | "gateway" | "outbound" | "dnsForward" | "dnsHost";
 
 /**
  * Parses the arguments of passt or pasta (argv without argv[0]) into a frozen Config,
@@ -348,6 +378,10 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
   let ipv4Only = false;
   let ipv6Only = false;
   let prefixLength: number | undefined;
+  let netmaskGiven = false;
+  let cidrGiven = false;
+  let hostname: string | undefined;
+  let fqdn: string | undefined;
   const v4 = newVersionState();
   const v6 = newVersionState();
   let dns: Uint8Array[] | undefined;
@@ -441,20 +475,34 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
         break;
       }
       case "address": {
-        const addr = parseAddress("address", name, value, {
+        const slash = value.indexOf("/");
+        const addrText = slash < 0 ? value : value.slice(0, slash);
+        const addr = parseAddress("address", name, addrText, {
           unspecified: true,
           loopback: true,
           multicast: true,
           broadcast: true,
           v4InV6: true,
         });
+        if (slash >= 0) {
+          // CIDR notation (2026 manual): IPv4 sets the DHCP netmask; an IPv6 length is
+          // checked and then, as upstream, left to the /64 of NDP and DHCPv6.
+          const max = addr.length === IP4_LEN ? 32 : 128;
+          const len = parseDecimal(value.slice(slash + 1), 0, max);
+          if (len === undefined) throw invalid("address", name, value, `prefix length 0 to ${max}`);
+          if (addr.length === IP4_LEN) {
+            prefixLength = len;
+            cidrGiven = true;
+          }
+        }
         setOnce("address", name, "address", addr, value);
         break;
       }
       case "netmask": {
         const len = parseNetmask4(value);
         if (len < 0) throw invalid("netmask", name, value);
-        prefixLength = len;
+        if (!cidrGiven) prefixLength = len;
+        netmaskGiven = true;
         break;
       }
       case "mac-addr":
@@ -501,6 +549,22 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
       case "search":
         search = parseSearchList(value);
         break;
+      case "hostname":
+        hostname = checkDomainName("hostname", name, value);
+        break;
+      case "fqdn":
+        fqdn = checkDomainName("FQDN", name, value);
+        break;
+      case "dns-host": {
+        // The host's own resolver may well be a loopback one (127.0.0.53).
+        const addr = parseAddress("DNS host address", name, value, {
+          unspecified: true,
+          multicast: true,
+          broadcast: true,
+        });
+        setOnce("dnsHost", name, "DNS host address", addr, value);
+        break;
+      }
       case "dns-forward": {
         const addr = parseAddress("DNS forwarding address", name, value, {
           unspecified: true,
@@ -553,6 +617,7 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
         dhcpSearch = false;
         break;
       case "socket":
+      case "socket-path":
         socketPath = checkPath(name, value, SOCKET_PATH_MAX);
         fd = undefined;
         break;
@@ -601,6 +666,11 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
   if (ipv4Only && ipv6Only) {
     throw new ConfigError("Options --ipv4-only and --ipv6-only are mutually exclusive");
   }
+  if (cidrGiven && netmaskGiven) {
+    throw new ConfigError(
+      "Options --netmask and --address with a prefix length are mutually exclusive",
+    );
+  }
   const noTcp = flags.has("no-tcp");
   const noUdp = flags.has("no-udp");
   for (
@@ -635,6 +705,7 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
     dnsForward: s.dnsForward,
     mapHostLoopback: s.mapHostLoopback,
     mapGuestAddr: s.mapGuestAddr,
+    dnsHost: s.dnsHost,
   });
   const ip4: Ip4Config = { ...ipVersion(v4), prefixLength };
 
@@ -662,12 +733,16 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
     dhcpSearch,
     noTcp,
     noUdp,
-    noIcmp: flags.has("no-icmp"),
+    noIcmp: flags.has("no-icmp") || flags.has("splice-only"),
     noDhcp: flags.has("no-dhcp"),
     noNdp: flags.has("no-ndp"),
     noDhcpv6: flags.has("no-dhcpv6"),
     noRa: flags.has("no-ra"),
     noMapGw: flags.has("no-map-gw"),
+    hostname,
+    fqdn,
+    freebind: flags.has("freebind"),
+    chrootFallback: flags.has("chroot-fallback"),
     tcpIn: tcpInTable,
     udpIn: udpInTable,
   };
@@ -705,6 +780,14 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
   if (userns !== undefined && flags.has("netns-only")) {
     throw new ConfigError("Options --userns and --netns-only are mutually exclusive");
   }
+  const noSplice = flags.has("no-splice");
+  const spliceOnly = flags.has("splice-only");
+  if (spliceOnly && noSplice) {
+    throw new ConfigError("--splice-only is incompatible with --no-splice");
+  }
+  if (noSplice && flags.has("host-lo-to-ns-lo")) {
+    throw new ConfigError("--host-lo-to-ns-lo is incompatible with --no-splice");
+  }
   const tcpOutTable = noTcp ? FORWARD_NONE : tcpOut.build(FORWARD_AUTO);
   const udpOutTable = noUdp
     ? FORWARD_NONE
@@ -723,7 +806,11 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
     userns,
     netnsOnly: flags.has("netns-only") || (target.kind === "netns" && userns === undefined),
     noNetnsQuit: flags.has("no-netns-quit"),
-    hostLoToNsLo: flags.has("host-lo-to-ns-lo"),
+    // Without a tap, loopback is the only way in: as upstream, --splice-only implies
+    // --host-lo-to-ns-lo (and no ICMP, which only has the tap).
+    hostLoToNsLo: flags.has("host-lo-to-ns-lo") || spliceOnly,
+    noSplice,
+    spliceOnly,
     configNet: flags.has("config-net"),
     noCopyRoutes4: flags.has("no-copy-routes") || v4.gateway !== undefined,
     noCopyRoutes6: flags.has("no-copy-routes") || v6.gateway !== undefined,

@@ -116,8 +116,8 @@ Deno.test("options are handed out one at a time, so earlier ones act first", () 
 });
 
 Deno.test("the real option strings of both modes", () => {
-  assert.equal(optionString("passt"), "+dqfel:hs:F:p:P:m:a:n:M:g:i:o:D:S:461t:u:");
-  assert.equal(optionString("pasta"), "+dqfel:hI:p:P:m:a:n:M:g:i:o:D:S:46t:u:T:U:");
+  assert.equal(optionString("passt"), "+dqfel:hs:F:p:P:m:a:n:M:g:i:o:D:S:H:461t:u:");
+  assert.equal(optionString("pasta"), "+dqfel:hI:p:P:m:a:n:M:g:i:o:D:S:H:46t:u:T:U:");
   // Long names are unique, and short letters too.
   assert.equal(new Set(OPTIONS.map((o) => o.long)).size, OPTIONS.length);
   const letters = OPTIONS.flatMap((o) => o.short === undefined ? [] : [o.short]);
@@ -128,7 +128,7 @@ Deno.test("the real table: '--no' lists every --no- option in table order", () =
   for (const mode of ["passt", "pasta"] as const) {
     assert.throws(() => parseCommandLine(mode, ["--no"]), {
       message: "option '--no' is ambiguous; possibilities: '--no-tcp' '--no-udp' '--no-icmp'" +
-        " '--no-dhcp' '--no-dhcpv6' '--no-ndp' '--no-ra' '--no-map-gw' '--no-dhcp-dns'" +
+        " '--no-dhcp' '--no-dhcpv6' '--no-ndp' '--no-ra' '--no-splice' '--no-map-gw' '--no-dhcp-dns'" +
         " '--no-dhcp-search' '--no-netns-quit' '--no-copy-routes' '--no-copy-addrs'",
     });
   }

@@ -50,9 +50,29 @@ const COMMON = [
   "ipv6-only",
   "tcp-ports",
   "udp-ports",
+  // from the 2026 manual
+  "hostname",
+  "fqdn",
+  "dns-host",
+  "freebind",
+  "chroot-fallback",
 ];
 const MANUAL_OPTIONS: Record<Mode, string[]> = {
-  passt: [...COMMON, "no-dhcp-dns", "no-dhcp-search", "socket", "fd", "one-off"],
+  passt: [
+    ...COMMON,
+    "no-dhcp-dns",
+    "no-dhcp-search",
+    "socket",
+    "fd",
+    "one-off",
+    // from the 2026 manual: the long name, and vhost-user and migration (refused)
+    "socket-path",
+    "vhost-user",
+    "print-capabilities",
+    "repair-path",
+    "migrate-exit",
+    "migrate-no-linger",
+  ],
   pasta: [
     ...COMMON,
     "dhcp-dns",
@@ -69,6 +89,8 @@ const MANUAL_OPTIONS: Record<Mode, string[]> = {
     "no-copy-routes",
     "no-copy-addrs",
     "ns-mac-addr",
+    "no-splice", // from the 2026 manual
+    "splice-only", // from the 2026 manual
   ],
 };
 const SHORT_LETTERS: Record<string, string> = {
@@ -89,6 +111,7 @@ const SHORT_LETTERS: Record<string, string> = {
   o: "outbound",
   D: "dns",
   S: "search",
+  H: "hostname",
   4: "ipv4-only",
   6: "ipv6-only",
   s: "socket",
@@ -377,6 +400,44 @@ const VALID: Valid[] = [
   ["pasta", ["-I", "tap0"], { nsIfname: "tap0" }],
   ["pasta", ["--ns-ifname=eth7"], { nsIfname: "eth7" }],
   ["pasta", ["--ns-mac-addr", "02:00:00:00:00:07"], { nsMacAddr: "02:00:00:00:00:07" }],
+  // Options of the 2026 manual.
+  ["passt", ["-a", "192.0.2.5/20"], { ip4: { address: "192.0.2.5", prefixLength: 20 } }],
+  ["pasta", ["-a", "2001:db8::5/56", "-a", "10.0.0.2/8"], {
+    ip4: { address: "10.0.0.2", prefixLength: 8 },
+    ip6: { address: "2001:db8::5" },
+  }],
+  ["passt", ["-a", "2001:db8::5/64", "-n", "16"], { ip4: { prefixLength: 16 } }],
+  ["passt", ["-H", "guest1", "--fqdn", "guest1.example.org."], {
+    hostname: "guest1",
+    fqdn: "guest1.example.org",
+  }],
+  ["pasta", ["--hostname", "a.example", "-H", "b"], { hostname: "b", fqdn: undefined }],
+  ["passt", [], { hostname: undefined, freebind: false, chrootFallback: false }],
+  ["pasta", ["--dns-forward", "169.254.1.1", "--dns-host", "127.0.0.53", "--dns-host", "::1"], {
+    ip4: { dnsForward: "169.254.1.1", dnsHost: "127.0.0.53" },
+    ip6: { dnsHost: "::1" },
+  }],
+  ["passt", ["--dns-host", "192.0.2.53"], { ip4: { dnsHost: "192.0.2.53" } }],
+  ["passt", ["--freebind", "--chroot-fallback"], { freebind: true, chrootFallback: true }],
+  ["pasta", ["--freebind", "--chroot-fallback", "--fqdn", "ns.example"], {
+    freebind: true,
+    chrootFallback: true,
+    fqdn: "ns.example",
+  }],
+  ["passt", ["--socket-path", "/tmp/vm.sock"], { socketPath: "/tmp/vm.sock" }],
+  ["pasta", ["--no-splice"], { noSplice: true, spliceOnly: false, hostLoToNsLo: false }],
+  ["pasta", ["--splice-only"], {
+    spliceOnly: true,
+    noSplice: false,
+    hostLoToNsLo: true,
+    noIcmp: true,
+  }],
+  ["passt", ["--vhost-user", "--print-capabilities", "--repair-path", "none"], {
+    given: ["print-capabilities", "repair-path", "vhost-user"],
+  }],
+  ["passt", ["--migrate-exit", "--migrate-no-linger"], {
+    given: ["migrate-exit", "migrate-no-linger"],
+  }],
   // Defaults.
   ["passt", [], {
     mode: "passt",
@@ -567,6 +628,71 @@ const INVALID: Invalid[] = [
   ["pasta", ["--socket", "/tmp/s"], "--socket is for passt mode only"],
   ["pasta", ["--fd", "5"], "--fd is for passt mode only"],
   ["pasta", ["--one-off"], "--one-off is for passt mode only"],
+  ["passt", ["--no-splice"], "--no-splice is for pasta mode only"],
+  ["passt", ["--splice-only"], "--splice-only is for pasta mode only"],
+  ["pasta", ["--socket-path", "/tmp/s"], "--socket-path is for passt mode only"],
+  ["pasta", ["--vhost-user"], "--vhost-user is for passt mode only"],
+  ["pasta", ["--migrate-exit"], "--migrate-exit is for passt mode only"],
+  // Options of the 2026 manual.
+  ["pasta", ["--splice-only", "--no-splice"], "--splice-only is incompatible with --no-splice"],
+  [
+    "pasta",
+    ["--host-lo-to-ns-lo", "--no-splice"],
+    "--host-lo-to-ns-lo is incompatible with --no-splice",
+  ],
+  [
+    "passt",
+    ["-n", "24", "-a", "192.0.2.5/24"],
+    "Options --netmask and --address with a prefix length are mutually exclusive",
+  ],
+  [
+    "passt",
+    ["-a", "192.0.2.5/24", "-n", "24"],
+    "Options --netmask and --address with a prefix length are mutually exclusive",
+  ],
+  [
+    "passt",
+    ["-a", "192.0.2.5/33"],
+    "Invalid address for --address: 192.0.2.5/33 (prefix length 0 to 32)",
+  ],
+  [
+    "passt",
+    ["-a", "2001:db8::1/129"],
+    "Invalid address for --address: 2001:db8::1/129 (prefix length 0 to 128)",
+  ],
+  [
+    "passt",
+    ["-a", "192.0.2.5/"],
+    "Invalid address for --address: 192.0.2.5/ (prefix length 0 to 32)",
+  ],
+  ["passt", ["-a", "127.0.0.1/8"], "Invalid address for --address: 127.0.0.1 (loopback address)"],
+  ["passt", ["-H", ""], "Invalid hostname for --hostname: '' (empty)"],
+  [
+    "passt",
+    ["-H", "a b"],
+    "Invalid hostname for --hostname: a b (labels of letters, digits, '-' and '_' only)",
+  ],
+  [
+    "passt",
+    ["--fqdn", "a..b"],
+    "Invalid FQDN for --fqdn: a..b (labels of letters, digits, '-' and '_' only)",
+  ],
+  [
+    "passt",
+    ["--fqdn", `${"a".repeat(60)}.`.repeat(5)],
+    `Invalid FQDN for --fqdn: ${`${"a".repeat(60)}.`.repeat(5)} (longer than 253 bytes)`,
+  ],
+  [
+    "passt",
+    ["--dns-host", "0.0.0.0"],
+    "Invalid DNS host address for --dns-host: 0.0.0.0 (unspecified address)",
+  ],
+  ["passt", ["--dns-host", "nowhere"], "Invalid DNS host address for --dns-host: nowhere"],
+  [
+    "passt",
+    ["--dns-host", "192.0.2.1", "--dns-host", "192.0.2.2"],
+    "Invalid DNS host address for --dns-host: 192.0.2.2 (IPv4 already given, one per IP version)",
+  ],
   // Operands.
   ["passt", ["foo"], "Extra non-option argument: foo"],
   ["passt", ["-d", "--", "-f"], "Extra non-option argument: -f"],
