@@ -2,7 +2,7 @@
 // going to the background with a PID file, and ending on SIGTERM.
 import assert from "node:assert/strict";
 import { optionNames } from "../src/config/options.ts";
-import { SUPPORTED_OPTIONS } from "../src/main.ts";
+import { REFUSED_OPTIONS, SUPPORTED_OPTIONS } from "../src/main.ts";
 import { VERSION } from "../src/version.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -82,8 +82,36 @@ Deno.test("an unknown option gets getopt's wording and exit status 1", async () 
 
 Deno.test("every option the parser knows has an effect: none is refused as not built", () => {
   for (const mode of ["passt", "pasta"] as const) {
-    const refused = optionNames(mode).filter((name) => !SUPPORTED_OPTIONS[mode].has(name));
+    // vhost-user and migration are refused on purpose (next test), not "not built yet".
+    const refused = optionNames(mode).filter((name) =>
+      !SUPPORTED_OPTIONS[mode].has(name) && !REFUSED_OPTIONS.has(name)
+    );
     assert.deepEqual(refused, [], `${mode}: options still refused`);
+  }
+});
+
+Deno.test("vhost-user and migration options are refused clearly, with status 1", async () => {
+  requireBuilt();
+  const refused = [...REFUSED_OPTIONS];
+  assert.deepEqual(refused.sort(), [
+    "migrate-exit",
+    "migrate-no-linger",
+    "print-capabilities",
+    "repair-path",
+    "vhost-user",
+  ]);
+  for (const args of [["--vhost-user"], ["--print-capabilities"], ["--repair-path", "/tmp/r"]]) {
+    const r = await run(passt, ["-f", ...args]);
+    assert.equal(r.code, 1, args.join(" "));
+    assert.equal(
+      r.stderr.trim(),
+      `passt: ${args[0]}: not supported (no vhost-user or migration in this implementation)`,
+    );
+  }
+  for (const option of ["--migrate-exit", "--migrate-no-linger"]) {
+    const r = await run(passt, ["-f", option]);
+    assert.equal(r.code, 1, option);
+    assert.match(r.stderr, /not supported \(no vhost-user or migration/);
   }
 });
 
