@@ -73,6 +73,10 @@ export interface NetworkPlan {
   readonly search: readonly string[];
   /** MTU announced; 0: none. */
   readonly mtu: number;
+  /** Host name for DHCP option 12 (-H); "": none. */
+  readonly hostname: string;
+  /** Client FQDN for DHCP option 81 and DHCPv6 option 39 (--fqdn); "": none. */
+  readonly fqdn: string;
   /** DHCP server on. */
   readonly dhcp: boolean;
   /** NDP responses on. */
@@ -224,6 +228,8 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
     ip6,
     search: config.dhcpSearch ? (config.search ?? resolv.search).slice() : [],
     mtu: config.mtu,
+    hostname: config.hostname ?? "",
+    fqdn: config.fqdn ?? "",
     dhcp: ip4 !== undefined && ip4.gateway !== undefined && !config.noDhcp,
     ndp: ip6 !== undefined && !config.noNdp,
     // A namespace we configured ourselves has its addresses and routes already:

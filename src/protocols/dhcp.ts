@@ -15,7 +15,8 @@
  *
  * Replies carry message type (53), server identifier (54), lease time (51),
  * subnet mask (1), router (3), DNS servers (6), MTU (26, only if `mtu` != 0),
- * domain search (119, RFC 3397,
+ * host name (12, -H) and client FQDN (81, RFC 4702, --fqdn: flags E for a name in
+ * wire format, RCODE1 and RCODE2 255 as RFC 4702 asks of servers), domain search (119, RFC 3397,
  * compressed, split over several options past 255 bytes, RFC 3396) and the
  * client identifier echoed back (61, RFC 6842). All options are sent whether or
  * not the client listed them in its parameter request list. The reply respects
@@ -41,7 +42,7 @@
  */
 
 import type { NetworkPlan } from "../config/network.ts";
-import { encodeDomainList } from "./dns_name.ts";
+import { encodeDomainList, encodeDomainName } from "./dns_name.ts";
 import {
   ETH_ALEN,
   ETH_HLEN,
@@ -127,6 +128,7 @@ export const DhcpOpt = {
   SUBNET_MASK: 1,
   ROUTER: 3,
   DNS: 6,
+  HOST_NAME: 12,
   DOMAIN_NAME: 15,
   MTU: 26,
   REQUESTED_ADDR: 50,
@@ -137,6 +139,7 @@ export const DhcpOpt = {
   PARAM_LIST: 55,
   MAX_SIZE: 57,
   CLIENT_ID: 61,
+  CLIENT_FQDN: 81,
   DOMAIN_SEARCH: 119,
   END: 255,
 } as const;
@@ -159,9 +162,16 @@ export interface DhcpParams {
   readonly search: readonly string[];
   /** Interface MTU in bytes (option 26), 68-65535; 0: option left out. */
   readonly mtu: number;
+  /** Host name (option 12), ASCII, 1-255 bytes; "": option left out. */
+  readonly hostname: string;
+  /** Client FQDN (option 81), a valid domain name; "": option left out. */
+  readonly fqdn: string;
   /** Lease time (option 51), seconds; 0xffffffff means infinite. */
   readonly leaseTimeSeconds: number;
 }
+
+/** Client FQDN (option 81) flag E: the name is in DNS wire format (RFC 4702 §2.1). */
+export const DHCP_FQDN_FLAG_E = 0x04;
 
 /** Lease time (option 51) meaning "infinite" (RFC 2131 3.3), seconds. */
 export const DHCP_LEASE_INFINITE = 0xffffffff;
@@ -183,6 +193,8 @@ export function dhcpParamsFor(plan: NetworkPlan): DhcpParams | undefined {
     dns: ip4.dns,
     search: plan.search,
     mtu: plan.mtu,
+    hostname: plan.hostname,
+    fqdn: plan.fqdn,
     leaseTimeSeconds: DHCP_LEASE_INFINITE,
   };
 }
@@ -455,6 +467,28 @@ function buildReply(
         out.put8(o + 1, 2);
         out.put16(o + 2, params.mtu);
         o += 4;
+      } else stats.omitted++;
+    }
+    const nHost = params.hostname.length;
+    if (nHost > 0 && nHost <= 255) {
+      if (o + 2 + nHost <= room) {
+        out.put8(o, DhcpOpt.HOST_NAME);
+        out.put8(o + 1, nHost);
+        for (let i = 0; i < nHost; i++) out.put8(o + 2 + i, params.hostname.charCodeAt(i) & 0xff);
+        o += 2 + nHost;
+      } else stats.omitted++;
+    }
+    if (params.fqdn.length > 0) {
+      const n = o + 5 < room
+        ? encodeDomainName(params.fqdn, out.bytes, out.start + o + 5, out.start + room)
+        : -1;
+      if (n > 0 && n <= 252) {
+        out.put8(o, DhcpOpt.CLIENT_FQDN);
+        out.put8(o + 1, 3 + n);
+        out.put8(o + 2, DHCP_FQDN_FLAG_E);
+        out.put8(o + 3, 255); // RCODE1 and RCODE2: RFC 4702 §2.2 asks servers for 255
+        out.put8(o + 4, 255);
+        o += 5 + n;
       } else stats.omitted++;
     }
     if (params.search.length > 0) {

@@ -20,7 +20,9 @@
  * address to assign (`guestAddr` = ::) the IA_NA carries status NoAddrsAvail.
  * Every reply carries our server identifier, the client identifier echoed, and
  * DNS servers (option 23) and domain list (option 24, uncompressed names) when
- * configured, whether or not the option request option asks for them. Replies go
+ * configured, whether or not the option request option asks for them, and the
+ * client FQDN (option 39, RFC 4704, --fqdn) after them: flags 0, or O when the
+ * client asked us to update its AAAA record (S), which we don't. Replies go
  * from `ourLinkLocal` port 547 to the client's address port 546 and MAC, with
  * the UDP checksum filled in, within the IPv6 minimum MTU: DNS options that do
  * not fit are left out and counted in `stats.omitted`.
@@ -37,7 +39,7 @@
  */
 
 import type { NetworkPlan } from "../config/network.ts";
-import { encodeDomainList } from "./dns_name.ts";
+import { encodeDomainList, encodeDomainName } from "./dns_name.ts";
 import { ETH_ALEN, ETH_HLEN, ETH_P_IPV6, ETH_SRC, ethType, writeEthHeader } from "./ethernet.ts";
 import {
   finishUdp6,
@@ -91,6 +93,13 @@ export const Dhcpv6Opt = {
   RAPID_COMMIT: 14,
   DNS_SERVERS: 23,
   DOMAIN_LIST: 24,
+  CLIENT_FQDN: 39,
+} as const;
+
+/** Client FQDN (option 39) flags, RFC 4704 §4.1: S from the client, O in our answer. */
+export const Dhcpv6FqdnFlag = {
+  S: 0x01,
+  O: 0x02,
 } as const;
 
 /** DHCPv6 status codes used here. */
@@ -117,6 +126,8 @@ export interface Dhcpv6Params {
   readonly dns: readonly Uint8Array[];
   /** Domain search list (option 24); empty: option left out. */
   readonly search: readonly string[];
+  /** Client FQDN (option 39), a valid domain name; "": option left out. */
+  readonly fqdn: string;
   /** Valid lifetime of the address, seconds (0xffffffff: infinite). */
   readonly validLifetimeSeconds: number;
   /** Preferred lifetime of the address, seconds, at most the valid lifetime. */
@@ -140,6 +151,7 @@ export function dhcpv6ParamsFor(plan: NetworkPlan): Dhcpv6Params | undefined {
     guestAddr: ip6.address,
     dns: ip6.dns,
     search: plan.search,
+    fqdn: plan.fqdn,
     validLifetimeSeconds: LIFETIME_INFINITE,
     preferredLifetimeSeconds: LIFETIME_INFINITE,
   };
@@ -199,6 +211,7 @@ class Dhcpv6Request {
   iaNa = -1; // offset of the first IA_NA's data
   iaNaLength = 0;
   rapidCommit = false;
+  fqdnFlags = -1; // flags of the client's FQDN option, -1: none
 }
 
 const req = new Dhcpv6Request();
@@ -320,6 +333,7 @@ function parseMessage(pkt: PacketView): Dhcpv6Drop | null {
   req.iaNa = -1;
   req.iaNaLength = 0;
   req.rapidCommit = false;
+  req.fqdnFlags = -1;
 
   let o = MSG + 4;
   while (o < end) {
@@ -355,6 +369,10 @@ function parseMessage(pkt: PacketView): Dhcpv6Drop | null {
       case Dhcpv6Opt.RAPID_COMMIT:
         if (len !== 0) return "badOptions";
         req.rapidCommit = true;
+        break;
+      case Dhcpv6Opt.CLIENT_FQDN:
+        if (len < 1) return "badOptions";
+        req.fqdnFlags = pkt.u8(data);
         break;
     }
     o = data + len;
@@ -450,6 +468,18 @@ function buildReply(
         out.put16(o, Dhcpv6Opt.DOMAIN_LIST);
         out.put16(o + 2, n);
         o += 4 + n;
+      } else stats.omitted++;
+    }
+    if (params.fqdn.length > 0) {
+      const n = o + 5 < limit
+        ? encodeDomainName(params.fqdn, out.bytes, out.start + o + 5, out.start + limit)
+        : -1;
+      if (n > 0) {
+        out.put16(o, Dhcpv6Opt.CLIENT_FQDN);
+        out.put16(o + 2, 1 + n);
+        const askedUpdate = req.fqdnFlags >= 0 && (req.fqdnFlags & Dhcpv6FqdnFlag.S) !== 0;
+        out.put8(o + 4, askedUpdate ? Dhcpv6FqdnFlag.O : 0);
+        o += 5 + n;
       } else stats.omitted++;
     }
   }

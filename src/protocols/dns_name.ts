@@ -1,6 +1,6 @@
 /**
  * DNS wire-format domain name lists, for DHCP option 119, NDP DNSSL and DHCPv6
- * option 24.
+ * option 24, and single names for the client FQDN options (DHCP 81, DHCPv6 39).
  *
  * Theory of operation: the three services carry the search list as a sequence of
  * names in DNS wire format (RFC 1035 §3.1: length-prefixed labels, zero
@@ -181,6 +181,33 @@ export function encodeDomainList(
       buf[pos++] = 0;
     }
   }
+  return pos - offset;
+}
+
+/**
+ * Encodes the single name `name` in uncompressed DNS wire format into `buf` from
+ * `offset`, writing no byte at or past `end` (absolute index). For the client FQDN
+ * options (DHCP 81, DHCPv6 39). Returns the bytes written, or -1 if `name` is invalid
+ * or does not fit. Allocates nothing.
+ */
+export function encodeDomainName(
+  name: string,
+  buf: Uint8Array,
+  offset: number,
+  end: number = buf.length,
+): number {
+  if (end > buf.length) end = buf.length;
+  const len = domainNameLength(name);
+  if (len < 0 || offset + len > end) return -1;
+  const nEnd = nameEnd(name);
+  let pos = offset;
+  for (let p = 0; p <= nEnd;) {
+    const e = labelEnd(name, p, nEnd);
+    buf[pos++] = e - p;
+    for (let i = p; i < e; i++) buf[pos++] = name.charCodeAt(i);
+    p = e + 1;
+  }
+  buf[pos++] = 0;
   return pos - offset;
 }
 

@@ -259,6 +259,8 @@ function standaloneNat(p: IcmpParams): AddressMap {
     },
     search: [],
     mtu: 0,
+    hostname: "",
+    fqdn: "",
     dhcp: false,
     ndp: false,
     ra: false,

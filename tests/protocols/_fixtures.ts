@@ -50,6 +50,8 @@ export const dhcpParams: DhcpParams = {
   dns: [ip4("192.0.2.53"), ip4("198.51.100.53")],
   search: SEARCH,
   mtu: 65520,
+  hostname: "",
+  fqdn: "",
   leaseTimeSeconds: 3600,
 };
 
@@ -75,6 +77,7 @@ export const dhcpv6Params: Dhcpv6Params = {
   guestAddr: GUEST6,
   dns: [ip6("2001:db8:53::1")],
   search: SEARCH,
+  fqdn: "",
   validLifetimeSeconds: 7200,
   preferredLifetimeSeconds: 3600,
 };

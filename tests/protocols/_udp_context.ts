@@ -110,6 +110,8 @@ export function udpContext(): DataPathContext & { tap: FakeTap } {
     },
     search: [],
     mtu: 65520,
+    hostname: "",
+    fqdn: "",
     dhcp: false,
     ndp: false,
     ra: false,

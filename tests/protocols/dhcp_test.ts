@@ -261,3 +261,29 @@ Deno.test("DHCP: output buffer too small means no reply", () => {
   assert.equal(n, 0);
   assert.equal(stats.dropped.noRoom, 1);
 });
+
+Deno.test("DHCP: -H and --fqdn give options 12 and 81 (flags E, RCODEs 255, wire-format name)", () => {
+  const params = { ...dhcpParams, hostname: "guest1", fqdn: "guest1.example.org" };
+  for (const type of [DISCOVER, REQUEST, INFORM]) {
+    const { opts } = serve(dhcpRequest(type, type === REQUEST ? [[50, ...GUEST4]] : []), params);
+    assert.equal(new TextDecoder().decode(opts.get(12)), "guest1", `${type}: host name`);
+    const fqdn = opts.get(81)!;
+    assert.deepEqual([...fqdn.subarray(0, 3)], [0x04, 255, 255], `${type}: flags, RCODE1/2`);
+    assert.deepEqual(decodeDomainList(fqdn, 3, fqdn.length - 3), ["guest1.example.org"]);
+    assert.equal(fqdn.length, 3 + 20, "uncompressed name");
+  }
+  const none = serve(dhcpRequest(DISCOVER));
+  assert.equal(none.opts.has(12), false, "no -H, no option 12");
+  assert.equal(none.opts.has(81), false, "no --fqdn, no option 81");
+  const nak = serve(dhcpRequest(REQUEST, [[50, 192, 0, 2, 99]]), params);
+  assert.equal(nak.opts.has(12), false, "a NAK carries no configuration");
+});
+
+Deno.test("DHCP: a host name that does not fit a 576-byte reply is left out and counted", () => {
+  const params = { ...dhcpParams, search: [], hostname: "h".repeat(250), fqdn: "f".repeat(60) };
+  const { frame, opts, stats } = serve(dhcpRequest(DISCOVER), params);
+  assert.ok(frame.length - 14 <= 576);
+  assert.equal(opts.get(12)?.length, 250);
+  assert.equal(opts.has(81), false);
+  assert.equal(stats.omitted, 1);
+});

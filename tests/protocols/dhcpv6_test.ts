@@ -229,3 +229,20 @@ Deno.test("DHCPv6: malformed or misdirected messages get no reply and no excepti
   }
   assert.equal(stats.replies, 1);
 });
+
+Deno.test("DHCPv6: --fqdn gives option 39; flag O answers a client asking for updates (S)", () => {
+  const params = { ...dhcpv6Params, fqdn: "guest1.example.org." };
+  const plain = serve(dhcpv6Request(SOLICIT, XID, clientId, iaNa(1)), params).opts.get(39)!;
+  assert.equal(plain[0], 0, "flags: none");
+  assert.deepEqual(decodeDomainList(plain, 1, plain.length - 1), ["guest1.example.org"]);
+  for (const type of [REQUEST, RENEW, INFO_REQUEST]) {
+    const ids = type === INFO_REQUEST ? [clientId] : [clientId, serverId, iaNa(1)];
+    const { opts } = serve(dhcpv6Request(type, XID, ...ids, v6opt(39, [0x01, 0])), params);
+    const fqdn = opts.get(39)!;
+    assert.equal(fqdn[0], 0x02, `${type}: we won't update the AAAA record: O`);
+    assert.deepEqual(decodeDomainList(fqdn, 1, fqdn.length - 1), ["guest1.example.org"]);
+  }
+  assert.equal(serve(dhcpv6Request(SOLICIT, XID, clientId, iaNa(1))).opts.has(39), false);
+  const bad = serve(dhcpv6Request(SOLICIT, XID, clientId, v6opt(39, [])), params);
+  assert.equal(bad.n, 0, "an empty client FQDN option is malformed");
+});

@@ -90,6 +90,8 @@ function setUp() {
     },
     search: [],
     mtu: 65520,
+    hostname: "",
+    fqdn: "",
     dhcp: false,
     ndp: true,
     ra: true,
