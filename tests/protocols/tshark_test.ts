@@ -115,6 +115,17 @@ Deno.test({
       out,
     );
     add(dhcpv6Reply(view(dhcpv6Request(11, 9, clientId)), dhcpv6Params, out), out);
+    // -H and --fqdn: DHCP options 12 and 81, DHCPv6 option 39.
+    const named = { hostname: "guest1", fqdn: "guest1.example.org" };
+    add(dhcpReply(view(dhcpRequest(1)), { ...dhcpParams, ...named }, out), out);
+    add(
+      dhcpv6Reply(
+        view(dhcpv6Request(11, 10, clientId, v6opt(39, [0x01, 0]))),
+        { ...dhcpv6Params, fqdn: named.fqdn },
+        out,
+      ),
+      out,
+    );
 
     const file = await Deno.makeTempFile({ suffix: ".pcap" });
     try {
@@ -163,6 +174,13 @@ Deno.test({
         "Domain Search List",
         "List entry: lab.example.org.",
         "Transaction ID: 0x000007",
+        "Option: (12) Host Name",
+        "Host Name: guest1",
+        "Option: (81) Client Fully Qualified Domain Name",
+        "Client name: guest1.example.org",
+        ".1.. = Encoding: Binary encoding",
+        "Option: Client Fully Qualified Domain Name (39)",
+        "Client Domain Name: guest1.example.org.",
       ];
       for (const e of expect) assert.ok(text.includes(e), `tshark output lacks "${e}"`);
       const good = text.match(/Checksum Status: Good/g)?.length ?? 0;
