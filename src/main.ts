@@ -75,6 +75,8 @@ const DATA_PATH_SUPPORTED = [
   "outbound",
   "ipv4-only",
   "ipv6-only",
+  "hostname",
+  "fqdn",
 ];
 
 /**

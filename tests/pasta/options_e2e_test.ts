@@ -134,6 +134,8 @@ interface LeaseOptions {
   readonly timeoutSeconds?: number;
   /** Also wait (bounded) until the kernel has taken a default route from an RA. */
   readonly awaitRa?: boolean;
+  /** More options for dhclient's request list, comma-separated (e.g. "host-name"). */
+  readonly request?: string;
 }
 
 /**
@@ -146,7 +148,7 @@ async function dhclientLease(
   family: "-4" | "-6",
   pastaArgs: readonly string[],
   tag: string,
-  { timeoutSeconds = 10, awaitRa = false }: LeaseOptions = {},
+  { timeoutSeconds = 10, awaitRa = false, request }: LeaseOptions = {},
 ): Promise<LeaseRun> {
   const script = await writeScript(
     sb,
@@ -157,7 +159,8 @@ async function dhclientLease(
   await Deno.writeTextFile(
     conf,
     "request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers,\n" +
-      "  domain-search, interface-mtu, dhcp6.name-servers, dhcp6.domain-search;\n" +
+      "  domain-search, interface-mtu, dhcp6.name-servers, dhcp6.domain-search" +
+      (request === undefined ? "" : `,\n  ${request}`) + ";\n" +
       `timeout ${timeoutSeconds};\n`,
   );
   const files = `-pf ${sb.dir}/${tag}.pid -lf ${sb.dir}/${tag}.leases`;
@@ -322,6 +325,25 @@ optionsTest("--no-dhcp: udhcpc gets no lease; without it, it does", ["busybox"],
   assert.equal(off.lease, undefined, `a lease with --no-dhcp: ${JSON.stringify(off.lease)}`);
   assert.equal(off.result.code, 1, show(off.result));
   assert.match(off.result.stderr, /no lease, failing/, show(off.result));
+});
+
+optionsTest("-H and --fqdn: dhclient gets the host name and the client FQDN", [
+  "dhclient",
+], async (sb) => {
+  const names = ["-H", "guest1", "--fqdn", "guest1.example.org"];
+  const [v4, v6, plain] = await Promise.all([
+    dhclientLease(sb, "-4", names, "named4", { request: "host-name, fqdn.fqdn" }),
+    dhclientLease(sb, "-6", names, "named6", { request: "dhcp6.fqdn" }),
+    dhclientLease(sb, "-4", [], "unnamed4", { request: "host-name, fqdn.fqdn" }),
+  ]);
+  assert.equal(v4.lease?.new_host_name, "guest1", show(v4.result));
+  assert.equal(v4.lease?.new_fqdn_fqdn, "guest1.example.org", JSON.stringify(v4.lease));
+  assert.equal(v4.lease?.new_fqdn_encoded, "true", "flag E: wire format");
+  assert.equal(v6.lease?.new_ip6_address, NET.host6, show(v6.result));
+  assert.equal(v6.lease?.new_fqdn_fqdn, "guest1.example.org", JSON.stringify(v6.lease));
+  assert.ok(plain.lease !== undefined, show(plain.result));
+  assert.equal(plain.lease.new_host_name, undefined, "no -H, no host name");
+  assert.equal(plain.lease.new_fqdn_fqdn, undefined, "no --fqdn, no client FQDN");
 });
 
 optionsTest("--no-dhcpv6: dhclient -6 gets no lease; without it, it does", [
