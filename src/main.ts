@@ -77,6 +77,7 @@ const DATA_PATH_SUPPORTED = [
   "ipv6-only",
   "hostname",
   "fqdn",
+  "dns-host",
 ];
 
 /**

@@ -12,7 +12,8 @@
  * - name servers come from -D, else resolv.conf, where a loopback resolver (say
  *   127.0.0.53) is only reachable through the host-loopback mapping and is
  *   announced as that address, or left out when there is no mapping;
- * - announced DNS is --dns-forward's address when given;
+ * - announced DNS is --dns-forward's address when given; what it is forwarded to is
+ *   --dns-host, else the first resolver of resolv.conf;
  * - no router advertisements into a namespace pasta configures (--config-net).
  */
 import type { Config } from "./config.ts";
@@ -51,7 +52,7 @@ export interface FamilyPlan {
    * pasta announces them only with --dhcp-dns, passt unless --no-dhcp-dns).
    */
   readonly dns: readonly Uint8Array[];
-  /** Resolvers the --dns-forward address maps to (first one used). */
+  /** Resolvers the --dns-forward address maps to (first one used): --dns-host, else resolv.conf's. */
   readonly resolvers: readonly Uint8Array[];
 }
 
@@ -174,7 +175,9 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
           mapHostLoopback,
           config.ip4.dnsForward,
         ),
-        resolvers: resolv.nameservers4.map((a) => (isLoopback(a) ? LOOPBACK4 : a).slice()),
+        resolvers: config.ip4.dnsHost !== undefined
+          ? [config.ip4.dnsHost.slice()]
+          : resolv.nameservers4.map((a) => (isLoopback(a) ? LOOPBACK4 : a).slice()),
       };
     }
   }
@@ -212,7 +215,9 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
           mapHostLoopback,
           config.ip6.dnsForward,
         ),
-        resolvers: resolv.nameservers6.map((a) => a.slice()),
+        resolvers: config.ip6.dnsHost !== undefined
+          ? [config.ip6.dnsHost.slice()]
+          : resolv.nameservers6.map((a) => a.slice()),
         ourLinkLocal,
       };
     }

@@ -726,6 +726,27 @@ transportTest(
   },
 );
 
+transportTest(
+  "--dns-host: queries to the --dns-forward address reach that resolver, not resolv.conf's",
+  [],
+  async (sb) => {
+    // resolv.conf names 127.0.0.1, where nothing answers: only --dns-host can work.
+    await sb.run(["sh", "-c", "printf 'nameserver 127.0.0.1\\n' > /run/sandbox/resolv.conf"]);
+    const r = await pair(
+      sb,
+      ["--dns-forward", "198.51.100.53", "--dns-host", "127.0.0.2"],
+      { side: "host", args: ["dns-stub", "127.0.0.2", `${sb.dir}/dns`] },
+      { side: "ns", args: ["dns-query", "198.51.100.53"] },
+    );
+    assert.deepEqual(r.client, {
+      from: "198.51.100.53",
+      port: 53,
+      id_ok: true,
+      answer: "198.51.100.77",
+    });
+  },
+);
+
 // --- auto forwarding ----------------------------------------------------------------------
 
 transportTest(
