@@ -145,10 +145,12 @@ export function startDataPath(
 
   // -t/-u from the host's loopback: to the namespace's address, or its loopback.
   const hostLoToNsLo = config.mode === "pasta" && config.hostLoToNsLo;
-  const tcpSplice = tcp === undefined || nsSocket === undefined
+  // --no-splice: they take the tap instead, with the address mapping, as from anywhere.
+  const splice = nsSocket !== undefined && !(config.mode === "pasta" && config.noSplice);
+  const tcpSplice = tcp === undefined || !splice || nsSocket === undefined
     ? undefined
     : new TcpSplicer(loop, { nsSocket, flows, ...(hostLoToNsLo ? {} : { guest }) });
-  const udpSplice = udp === undefined || nsSocket === undefined
+  const udpSplice = udp === undefined || !splice || nsSocket === undefined
     ? undefined
     : new UdpSplicer(loop, { nsSocket, flows, ...(hostLoToNsLo ? {} : { guest }) });
   if (udpSplice !== undefined) udp?.setLocalPath(udpSplice);
@@ -166,6 +168,7 @@ export function startDataPath(
     },
     onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
     onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
+    freebind: config.freebind,
     name: "inbound",
   });
   const autoTcp = tcp !== undefined && config.tcpIn.mode === "auto";

@@ -78,6 +78,7 @@ const DATA_PATH_SUPPORTED = [
   "hostname",
   "fqdn",
   "dns-host",
+  "freebind",
 ];
 
 /**

@@ -11,7 +11,9 @@
  *   IPV6_V6ONLY off, which serves IPv4 too ("IPv6 bound ports are also forwarded
  *   for IPv4"); if that fails because the port is partly taken or IPv6 is off,
  *   one IPv4 and one IPv6-only socket, whichever bind;
- * - with a bind address, one socket of that family; with "%IF", SO_BINDTODEVICE.
+ * - with a bind address, one socket of that family; with "%IF", SO_BINDTODEVICE;
+ *   with --freebind, IP_FREEBIND or IPV6_FREEBIND first, so that an address the host
+ *   does not have yet can be bound, and forwarding starts when it appears.
  * TCP sockets set SO_REUSEADDR (so a port in TIME_WAIT can be taken again) and
  * listen; the loop reports them readable and we accept in a bounded batch,
  * passing each connection on with the peer address and the target port (the
@@ -45,6 +47,7 @@ import {
 import {
   AF,
   EPOLL,
+  IP_OPT,
   IPV6_OPT,
   O,
   RLIMIT,
@@ -175,6 +178,11 @@ export interface PortForwarderOptions {
    * traffic of the namespace (see tcp_splice.ts). Default false.
    */
   readonly bindLoopback?: boolean;
+  /**
+   * --freebind: set IP_FREEBIND / IPV6_FREEBIND on listeners bound to an address, so
+   * that it need not be configured on the host (yet). Default false.
+   */
+  readonly freebind?: boolean;
   /** Option names for messages; default "-t" and "-u". */
   readonly tcpOption?: string;
   /** See `tcpOption`. */
@@ -584,6 +592,11 @@ export class PortForwarder {
     }
     if (r === 0 && ifname !== undefined) {
       r = sys.trySetsockoptBytes(fd, SOL.SOCKET, SO.BINDTODEVICE, this.#ifname(ifname));
+    }
+    if (r === 0 && addr !== undefined && this.#opts.freebind === true) {
+      r = family === AF.INET
+        ? sys.trySetsockoptInt(fd, SOL.IP, IP_OPT.FREEBIND, 1)
+        : sys.trySetsockoptInt(fd, SOL.IPV6, IPV6_OPT.FREEBIND, 1);
     }
     if (r < 0) return r;
     // A forwarded UDP port takes bursts while we may be descheduled: a receive

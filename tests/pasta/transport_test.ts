@@ -777,6 +777,39 @@ transportTest(
   },
 );
 
+transportTest(
+  "--freebind: -t binds an address the host lacks; forwarding works once it appears",
+  [],
+  async (sb) => {
+    const port = 11710;
+    const missing = "192.0.2.77"; // on the host's subnet, but nobody's yet
+    // Without --freebind, the bind fails and pasta says so.
+    const refused = await runPasta(sb, ["-t", `${missing}/${port}`], "true", 30_000);
+    assert.equal(refused.code, 1, show(refused));
+    assert.match(refused.stderr, /EADDRNOTAVAIL/, show(refused));
+
+    const [ready, stop, closed] = ["ready", "stop", "closed"].map((f) => `${sb.dir}/fb-${f}`);
+    const script = [NS_READY, helperSh("auto-listener", port, ready!, stop!, closed!)].join("\n");
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "--freebind", "-t", `${missing}/${port}`],
+      script,
+    );
+    assert.ok(await waitFile(ready!, 30_000), `listener never started: ${await early(p)}`);
+    const add = await sb.run(["ip", "addr", "add", `${missing}/24`, "dev", NET.hostIfname]);
+    assert.equal(add.code, 0, show(add));
+    const got = json(
+      (await sb.run(helper("wait-banner", missing, port, 5), { remote: true })).stdout,
+    );
+    await Deno.writeTextFile(stop!, "");
+    assert.equal(got.ok, true, `${missing}:${port} from the remote side: ${JSON.stringify(got)}`);
+    assert.ok(await waitFile(closed!, 5000), "listener never closed");
+    const r = await p.result;
+    assert.equal(r.code, 0, show(r));
+    assert.equal(json(r.stdout).served >= 1, true, r.stdout);
+  },
+);
+
 // --- fault injection ----------------------------------------------------------------------
 
 transportTest("malformed TCP segments and a SYN flood: pasta keeps serving", [
