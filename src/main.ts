@@ -108,6 +108,7 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "netns-only",
     "no-netns-quit",
     "host-lo-to-ns-lo",
+    "no-splice",
     "config-net",
     "no-copy-routes",
     "no-copy-addrs",

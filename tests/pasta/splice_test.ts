@@ -462,6 +462,60 @@ spliceTest(
   },
 );
 
+spliceTest(
+  "--no-splice: host loopback -t/-u go through the tap, from the gateway address",
+  ["tcpdump"],
+  async (sb) => {
+    const base = 11520;
+    const readies: string[] = [];
+    const lines: string[] = [];
+    for (const family of [4, 6] as const) {
+      const any = family === 4 ? "0.0.0.0" : "::";
+      readies.push(`${sb.dir}/tcp${family}`, `${sb.dir}/udp${family}`);
+      lines.push(
+        `${
+          sh([PYTHON, CONTRACT, "tcp-sink", any, base + family, readies.at(-2)!])
+        } > ${sb.dir}/sink${family}.json &`,
+        `${sh(helper("udp-echo", any, base + family, readies.at(-1)!))} &`,
+      );
+    }
+    const pcap = `${sb.dir}/nosplice.pcap`;
+    const ports = `${base + 4},${base + 6}`;
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "--no-splice", "-p", pcap, "-t", ports, "-u", ports],
+      [...lines, "sleep 30"].join("\n"),
+    );
+    assert.ok(await waitFiles(readies, 30_000), `servers never started: ${await early(p)}`);
+    for (const family of [4, 6] as const) {
+      const port = base + family;
+      const sent = await sb.run([
+        PYTHON,
+        CONTRACT,
+        "tcp-send",
+        LOOPBACK[family],
+        `${port}`,
+        "4096",
+      ]);
+      assert.equal(json(sent.stdout).ok, true, `v${family} TCP: ${show(sent)}`);
+      const out = `${sb.dir}/sink${family}.json`;
+      await sb.waitFor(async () => (await jsonFile(out)).peer !== undefined, 5000, 50);
+      const seen = await jsonFile(out);
+      const gateway = family === 4 ? NET.gateway4 : NET.gateway6;
+      assert.equal(seen.peer, gateway, `v${family}: the host's loopback as the gateway`);
+      const udp = json((await sb.run(helper("udp-ping", LOOPBACK[family], port))).stdout);
+      assert.equal(udp.same, true, `v${family} UDP: ${JSON.stringify(udp)}`);
+    }
+    await p.kill("KILL");
+    const tapped = await tcpFrames(sb, pcap, [base + 4, base + 6]);
+    for (const family of [4, 6] as const) {
+      assert.match(tapped, new RegExp(`\\.${base + family}: Flags \\[S\\]`), `v${family} SYN`);
+    }
+    const udpTapped = await frames(sb, pcap, `udp and (port ${base + 4} or port ${base + 6})`);
+    assert.notEqual(udpTapped, "", "UDP went through the tap");
+  },
+);
+
 // --- UDP ---------------------------------------------------------------------------------
 
 const UDP_PORTS = { 4: 11400, 6: 11401 } as const;
