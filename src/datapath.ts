@@ -42,6 +42,7 @@ import { TcpSplicer } from "./protocols/tcp_splice.ts";
 import { UdpTranslator } from "./protocols/udp.ts";
 import { UdpSplicer } from "./protocols/udp_splice.ts";
 import { Ingress } from "./tap/ingress.ts";
+import * as sys from "./ffi/sys.ts";
 import { openPcap } from "./tap/pcap.ts";
 import type { FrameTap } from "./tap/tap.ts";
 
@@ -147,6 +148,7 @@ export function startDataPath(
   const hostLoToNsLo = config.mode === "pasta" && config.hostLoToNsLo;
   // --no-splice: they take the tap instead, with the address mapping, as from anywhere.
   const splice = nsSocket !== undefined && !(config.mode === "pasta" && config.noSplice);
+  const spliceOnly = config.mode === "pasta" && config.spliceOnly;
   const tcpSplice = tcp === undefined || !splice || nsSocket === undefined
     ? undefined
     : new TcpSplicer(loop, { nsSocket, flows, ...(hostLoToNsLo ? {} : { guest }) });
@@ -162,6 +164,8 @@ export function startDataPath(
     onTcpAccept: (_listener, fd, peer, peerLength, targetPort, v6) => {
       if (tcpSplice !== undefined && TcpSplicer.isLocalPeer(peer, v6)) {
         tcpSplice.spliceToNamespace(fd, targetPort, v6);
+      } else if (spliceOnly) {
+        sys.close(fd); // --splice-only: no tap to take it
       } else {
         tcp?.acceptInbound(fd, peer, peerLength, targetPort);
       }

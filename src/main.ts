@@ -109,6 +109,7 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "no-netns-quit",
     "host-lo-to-ns-lo",
     "no-splice",
+    "splice-only",
     "config-net",
     "no-copy-routes",
     "no-copy-addrs",

@@ -67,6 +67,17 @@ export function namespaceNetlink(ns: NsThread): NetlinkHandle {
   return openNetlink(undefined, fd);
 }
 
+/** --splice-only: bring `lo` up, and nothing else (no tap device). Throws on failure. */
+export function setUpLoopbackOnly(ns: NsThread): void {
+  const nl = namespaceNetlink(ns);
+  try {
+    const loopback = dumpLinks(nl).find((l) => l.name === "lo");
+    if (loopback !== undefined) setLinkUp(nl, loopback.index);
+  } finally {
+    closeNetlink(nl);
+  }
+}
+
 /**
  * Bring `lo` up, create the tap device, and with --config-net configure it.
  * Throws an Error naming what failed.

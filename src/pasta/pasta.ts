@@ -52,8 +52,8 @@ import {
   sandboxEnvironmentEntry,
 } from "../process/sandbox.ts";
 import { isolate } from "../process/isolation.ts";
-import { TapDevice } from "../tap/tap.ts";
-import { setUpNamespace } from "./namespace.ts";
+import { NoTapDevice, TapDevice } from "../tap/tap.ts";
+import { setUpLoopbackOnly, setUpNamespace } from "./namespace.ts";
 import { NsThread } from "./ns_thread.ts";
 import { watchNamespace } from "./netns_watch.ts";
 import {
@@ -243,7 +243,8 @@ function startJoinWorkerInUserns(config: PastaConfig, usernsPath: string): numbe
 interface Worker {
   loop: EventLoop;
   ns: NsThread;
-  tap: TapDevice;
+  /** The tap device; undefined with --splice-only. */
+  tap: TapDevice | undefined;
   dp: DataPath;
   /** -T/-U: listeners inside the namespace, spliced to the host's loopback. */
   outbound: PortForwarder;
@@ -276,35 +277,40 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   } finally {
     sys.close(netnsFd);
   }
-  const nsTap = setUpNamespace(ns, config, plan);
-  const tap = new TapDevice(nsTap.fd);
+  if (config.spliceOnly) setUpLoopbackOnly(ns);
+  const nsTap = config.spliceOnly ? undefined : setUpNamespace(ns, config, plan);
+  const tap = nsTap === undefined ? undefined : new TapDevice(nsTap.fd);
   // -t/-u auto must not mirror the ports -T/-U bind in the namespace: late-bound.
   const nsListeners: { forwarder?: PortForwarder } = {};
   const dp = startDataPath(
     config,
     plan,
-    tap,
+    tap ?? new NoTapDevice(),
     (path, flags) => ns.open(path, flags),
     (domain, type, protocol) => ns.socket(domain, type, protocol),
     (proto, port) => nsListeners.forwarder?.isBound(proto, port) ?? false,
   );
   // Known before the namespace says anything: where inbound flows go.
-  if (nsTap.mac !== undefined) dp.guest.mac.set(nsTap.mac);
-  if (nsTap.linkLocal6 !== undefined) dp.guest.addr6LinkLocal.set(nsTap.linkLocal6);
+  if (nsTap?.mac !== undefined) dp.guest.mac.set(nsTap.mac);
+  if (nsTap?.linkLocal6 !== undefined) dp.guest.addr6LinkLocal.set(nsTap.linkLocal6);
   const { outbound, hostFiles } = startOutbound(config, plan, ns, dp);
   nsListeners.forwarder = outbound;
   const handleFrame = dp.handleFrame;
   const loop = dp.loop;
-  const tapKind = loop.defineKind("tap", () => {
-    if (!tap.readFrames(handleFrame)) {
-      log.err("the tap device went away");
-      loop.stop(1);
-    }
-  });
-  const r = loop.add(tap.fd, tapKind, 0, EPOLL.IN);
-  if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
-  dp.start();
-  for (const line of startupSummary(plan, nsTap.ifname)) log.info(line);
+  if (tap !== undefined) {
+    const tapKind = loop.defineKind("tap", () => {
+      if (!tap.readFrames(handleFrame)) {
+        log.err("the tap device went away");
+        loop.stop(1);
+      }
+    });
+    const r = loop.add(tap.fd, tapKind, 0, EPOLL.IN);
+    if (r < 0) throw new sys.SysError("epoll_ctl", -r, "tap");
+    dp.start();
+    for (const line of startupSummary(plan, nsTap?.ifname)) log.info(line);
+  } else {
+    log.info("--splice-only: no tap device, only loopback traffic is forwarded");
+  }
   return { loop, ns, tap, dp, outbound, hostFiles };
 }
 
@@ -369,7 +375,7 @@ function stopWorker(w: Worker): void {
   w.dp.close();
   w.loop.close();
   w.ns.close();
-  sys.close(w.tap.fd);
+  if (w.tap !== undefined) sys.close(w.tap.fd);
 }
 
 /** The command to run: COMMAND as given (resolved on PATH), or the user's shell. */

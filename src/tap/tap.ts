@@ -91,3 +91,23 @@ export class TapDevice extends FrameArena {
     return true;
   }
 }
+
+/**
+ * The tap side of pasta --splice-only, which has no tap device: frames built for the
+ * namespace are dropped (counted), since only loopback traffic is forwarded, spliced
+ * between sockets. The arena is small: nothing but stray replies is ever built here.
+ */
+export class NoTapDevice extends FrameArena {
+  /** Counters: every frame queued counts as dropped. */
+  readonly stats: TapStats = { framesIn: 0, framesOut: 0, dropsOut: 0 };
+
+  constructor() {
+    super(sys.pinnedBuffer(SLOT_SIZE * OUT_SLOTS));
+  }
+
+  /** Drop every queued frame. */
+  flush(): void {
+    this.stats.dropsOut += this.queued;
+    this.queued = 0;
+  }
+}

@@ -516,6 +516,53 @@ spliceTest(
   },
 );
 
+spliceTest(
+  "--splice-only: no tap device; -t reaches the namespace's loopback, -T the host's",
+  [],
+  async (sb) => {
+    const [inPort, outPort, udpPort] = [11530, 11531, 11532];
+    const hostReady = `${sb.dir}/host-sink`;
+    const hostSink = await sb.spawn([
+      PYTHON,
+      CONTRACT,
+      "tcp-sink",
+      "127.0.0.1",
+      `${outPort}`,
+      hostReady,
+    ]);
+    assert.ok(await waitFiles([hostReady], 10_000), "host sink never started");
+    const [nsReady, udpReady] = [`${sb.dir}/ns-sink`, `${sb.dir}/ns-udp`];
+    const script = [
+      `ip -o link show | cut -d: -f2 | tr -d ' ' > ${sb.dir}/links`,
+      `${sh([PYTHON, CONTRACT, "tcp-sink", "127.0.0.1", inPort, nsReady])} > ${sb.dir}/ns.json &`,
+      `${sh(helper("udp-echo", "127.0.0.1", udpPort, udpReady))} &`,
+      `${sh([PYTHON, CONTRACT, "tcp-send", "127.0.0.1", outPort, 65536])} > ${sb.dir}/send.json`,
+      "sleep 30",
+    ].join("\n");
+    const p = await spawnPasta(
+      sb,
+      ["--splice-only", "-t", `${inPort}`, "-u", `${udpPort}`, "-T", `${outPort}`, "-U", "none"],
+      script,
+    );
+    assert.ok(await waitFiles([nsReady, udpReady], 30_000), `ns never ready: ${await early(p)}`);
+    const sent = await sb.run([PYTHON, CONTRACT, "tcp-send", "127.0.0.1", `${inPort}`, "65536"]);
+    assert.equal(json(sent.stdout).ok, true, `host → namespace: ${show(sent)}`);
+    const udp = json((await sb.run(helper("udp-ping", "127.0.0.1", udpPort))).stdout);
+    assert.equal(udp.same, true, `UDP host → namespace: ${JSON.stringify(udp)}`);
+    await sb.waitFor(
+      async () => (await jsonFile(`${sb.dir}/send.json`)).ok !== undefined,
+      10_000,
+      50,
+    );
+    assert.equal((await jsonFile(`${sb.dir}/send.json`)).ok, true, "namespace → host");
+    assert.deepEqual(await jsonFile(`${sb.dir}/ns.json`), { received: 65536, peer: "127.0.0.1" });
+    assert.deepEqual(json((await hostSink.result).stdout), { received: 65536, peer: "127.0.0.1" });
+    const links = (await Deno.readTextFile(`${sb.dir}/links`)).trim().split("\n");
+    assert.deepEqual(links, ["lo"], "no tap device in the namespace");
+    await p.kill("KILL");
+  },
+);
+
 // --- UDP ---------------------------------------------------------------------------------
 
 const UDP_PORTS = { 4: 11400, 6: 11401 } as const;
