@@ -79,6 +79,7 @@ const DATA_PATH_SUPPORTED = [
   "fqdn",
   "dns-host",
   "freebind",
+  "chroot-fallback",
 ];
 
 /**

@@ -168,6 +168,43 @@ Deno.test("passt goes to the background, writes the worker's PID, and ends on SI
   }
 });
 
+Deno.test("--chroot-fallback: where pivot_root fails, chroot into the empty root instead", async () => {
+  requireBuilt();
+  // Under this seccomp wrapper pivot_root(2) fails with EINVAL, as on an initramfs root.
+  const noPivot = new URL("./_no_pivot_root.py", import.meta.url).pathname;
+  const dir = Deno.makeTempDirSync();
+  Deno.chmodSync(dir, 0o1777);
+  let pid = 0;
+  try {
+    const failed = await run("python3", [noPivot, passt, "-s", `${dir}/a.socket`]);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(failed.stderr, /pivot_root\(\.\): Invalid argument \(EINVAL\)/);
+    const pidFile = `${dir}/b.pid`;
+    const r = await run("python3", [
+      noPivot,
+      passt,
+      "--chroot-fallback",
+      "-s",
+      `${dir}/b.socket`,
+      "-P",
+      pidFile,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /pivot_root\(\.\): Invalid argument \(EINVAL\): --chroot-fallback/);
+    pid = Number(Deno.readTextFileSync(pidFile).trim());
+    assert.ok(pid > 0 && alive(pid), `the worker runs (${pid})`);
+    // Its root is the empty tmpfs all the same.
+    assert.deepEqual([...Deno.readDirSync(`/proc/${pid}/root`)], [], "an empty root");
+    const mounts = Deno.readTextFileSync(`/proc/${pid}/mountinfo`).trim().split("\n");
+    assert.match(mounts.at(-1)!, / \/ ro,.* - tmpfs /);
+    Deno.kill(pid, "SIGTERM");
+    assert.ok(await waitGone(pid, 10_000), "the worker exits on SIGTERM");
+  } finally {
+    if (pid > 0 && alive(pid)) Deno.kill(pid, "SIGKILL");
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("passt -f stays in the foreground with its own PID and exits 0 on SIGTERM", async () => {
   requireBuilt();
   const dir = Deno.makeTempDirSync();

@@ -206,6 +206,8 @@ const symbols = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   /* int umount2(const char *target, int flags) */
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  /* int chroot(const char *path) */
+  chroot: { parameters: ["buffer"], result: "i32" },
   /* int chdir(const char *path) */
   chdir: { parameters: ["buffer"], result: "i32" },
   /* ssize_t getdents64(int fd, void *buf, size_t count) */

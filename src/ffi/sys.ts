@@ -936,6 +936,11 @@ export function pivotRoot(newRoot: string, putOld: string): void {
   if (r < 0) fail("pivot_root", newRoot);
 }
 
+/** chroot(2). Throws on failure. */
+export function chroot(path: string): void {
+  checked("chroot", c.chroot(cString(path)), path);
+}
+
 /** chdir(2). Throws on failure. */
 export function chdir(path: string): void {
   checked("chdir", c.chdir(cString(path)), path);

@@ -596,7 +596,7 @@ function isolateSteps(config: Config, options: IsolateOptions): void {
   }
   if (identity !== undefined) handFilesOver(identity, options.handOver ?? []);
   if (hasPrivateMounts()) prepareAnnounceReady();
-  enterEmptyRoot();
+  enterEmptyRoot(config.chrootFallback);
   const keep = bit(CAP.NET_BIND_SERVICE);
   // The user switch itself needs CAP_SETUID, CAP_SETGID and CAP_CHOWN in every thread.
   const keepNow = identity === undefined

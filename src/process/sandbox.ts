@@ -6,7 +6,10 @@
  * mount namespace of its own (and its own IPC and UTS namespaces; passt also in
  * a PID namespace of its own, so it can't name other processes by PID), and
  * right before the capabilities go (isolation.ts) it pivots into an empty,
- * read-only tmpfs and detaches the old root.
+ * read-only tmpfs and detaches the old root. pivot_root(2) fails (EINVAL) where the
+ * root is itself rootfs (initramfs, some tmpfs roots); with --chroot-fallback we then
+ * chroot(2) into the empty tmpfs instead: the old root stays mounted underneath, out
+ * of reach once the capabilities are gone, and the seccomp filter denies chroot.
  *
  * A process can't enter a new mount namespace by itself once it has threads
  * (unshare(CLONE_NEWNS) implies unsharing the filesystem context, shared by
@@ -92,9 +95,10 @@ export function outsidePid(): number {
 /**
  * Replace the root with an empty read-only tmpfs, if this process has a mount
  * namespace of its own (else nothing happens). Needs CAP_SYS_ADMIN over that
- * namespace: call before capabilities are dropped. Throws if a step fails.
+ * namespace: call before capabilities are dropped. Throws if a step fails; a failed
+ * pivot_root(2) only with `chrootFallback` false (--chroot-fallback).
  */
-export function enterEmptyRoot(): boolean {
+export function enterEmptyRoot(chrootFallback = false): boolean {
   if (!privateMounts) {
     log.debug("no mount namespace of our own: the filesystem stays reachable");
     return false;
@@ -118,8 +122,16 @@ export function enterEmptyRoot(): boolean {
   );
   sys.chdir(at);
   // The old root is stacked on top of the new one, then detached from it.
-  sys.pivotRoot(".", ".");
-  sys.umount2(".", MNT.DETACH);
+  let pivoted = true;
+  try {
+    sys.pivotRoot(".", ".");
+  } catch (e) {
+    if (!chrootFallback || !(e instanceof sys.SysError)) throw e;
+    log.info(`${e.message}: --chroot-fallback, so chroot() instead`);
+    sys.chroot(".");
+    pivoted = false;
+  }
+  if (pivoted) sys.umount2(".", MNT.DETACH);
   sys.chdir("/");
   log.debug("running in an empty read-only root");
   return true;
