@@ -37,6 +37,11 @@ export interface PortRule extends PortRange {
   /** Local interface to bind (SO_BINDTODEVICE), or undefined for any. */
   readonly bindIfname: string | undefined;
   /**
+   * Address to forward to on the other side (4 or 16 bytes, ":ADDR" of the 2026
+   * grammar), or undefined for the guest's or namespace's own address.
+   */
+  readonly targetAddr: Uint8Array | undefined;
+  /**
    * True for "all" and exclusion-only specifications: ports that cannot be bound are
    * skipped silently, and only a complete failure is an error.
    */
@@ -47,7 +52,11 @@ export interface PortRule extends PortRange {
 export interface PortForwarding {
   /** How it was configured. */
   readonly mode: ForwardMode;
-  /** Static rules, exclusions already applied (empty for "none" and "auto"). */
+  /**
+   * Static rules, exclusions already applied (empty for "none"). For "auto", the ports,
+   * bindings and targets the detected ports are restricted to ("8000-8010,auto",
+   * "::1/auto"); empty: any port, any address, same port.
+   */
   readonly rules: readonly PortRule[];
   /** Every exclusion given, for diagnostics; already applied to `rules`. */
   readonly excluded: readonly PortRange[];

@@ -10,17 +10,23 @@
  * cutting ranges into pieces; rules never contain an excluded port. A specification
  * made of exclusions only stands for every non-ephemeral port (1..49151) except those.
  *
- * Grammar of one specification (informal):
+ * Grammar of one specification (informal; the 2026 manual's):
  *
- *     spec   = "none" | "auto" | "all" | [bind "/"] item *("," item)
- *     bind   = ADDR | ADDR "%" IFNAME | "%" IFNAME      (ADDR may be in [brackets])
- *     item   = range [":" range] | "~" range
+ *     spec   = "none" | [bind "/"] item *("," item)
+ *     bind   = ADDR | ADDR "%" IFNAME | "%" IFNAME | "*" ["%" IFNAME]
+ *                                                      (ADDR may be in [brackets])
+ *     item   = range [":" target] | "~" range | "all" [":" TOADDR] | "auto"
+ *     target = TOADDR "/" range | TOADDR | range      (TOADDR may be in [brackets])
  *     range  = PORT ["-" PORT]                         (1 <= PORT <= 65535)
  *
- * "none", "auto" and "all" exclude anything else for the same table; "auto" is pasta's,
- * "all" passt's. Two rules may cover the same port only if they bind distinct, specific
- * scopes and agree on the target: the runtime keeps one target per port, and a wildcard
- * listener would collide with any other on the same port.
+ * "all" (or exclusions only) stands for every non-ephemeral port, best effort; "auto"
+ * (pasta's) makes the table follow the ports bound on the other side, restricted to the
+ * ranges given with it, if any ("8000-8010,auto", "::1/auto"). A TOADDR sends the
+ * traffic to that address instead of the guest's or namespace's own (not for -T/-U,
+ * which always reach the host's loopback). A table given as "none", "auto" or "all"
+ * takes no further specification. Two rules may cover the same port only if they bind
+ * distinct, specific scopes and agree on the target: the runtime keeps one target per
+ * port, and a wildcard listener would collide with any other on the same port.
  *
  * Lookups (`portTarget`) walk the rule list; it is short, and lookups happen when a flow
  * is created, not per packet.
@@ -34,7 +40,7 @@ import {
   type PortRange,
   type PortRule,
 } from "./config.ts";
-import { formatIp, ipEquals, isValidIfname, parseIp } from "../addr.ts";
+import { formatIp, ipEquals, isMulticast, isUnspecified, isValidIfname, parseIp } from "../addr.ts";
 
 // The table types are part of the Config shape (config.ts); they are re-exported
 // here for the users of the tables, so that config.ts needs nothing from this file.
@@ -81,8 +87,9 @@ export function portRules(table: PortForwarding, port: number): PortRule[] {
  * and bindings, without port translation.
  */
 export function udpFromTcp(tcp: PortForwarding): PortForwarding {
-  if (tcp.mode === "none" || tcp.mode === "auto") return tcp;
+  if (tcp.mode === "none") return tcp;
   const rules = tcp.rules.map((r) => ({ ...r, targetFirst: r.first }));
+  if (tcp.mode === "auto" && rules.length === 0) return tcp;
   return freezeTable(tcp.mode, rules, [...tcp.excluded]);
 }
 
@@ -91,6 +98,13 @@ function sameScope(a: PortRule, b: PortRule): boolean {
     ? b.bindAddr === undefined
     : b.bindAddr !== undefined && ipEquals(a.bindAddr, b.bindAddr);
   return addrSame && a.bindIfname === b.bindIfname;
+}
+
+function sameTarget(a: PortRule, b: PortRule): boolean {
+  const addrSame = a.targetAddr === undefined
+    ? b.targetAddr === undefined
+    : b.targetAddr !== undefined && ipEquals(a.targetAddr, b.targetAddr);
+  return addrSame && a.targetFirst - a.first === b.targetFirst - b.first;
 }
 
 function isWildcard(rule: PortRule): boolean {
@@ -138,11 +152,6 @@ export class PortTableBuilder {
           `'auto' port forwarding is only allowed for pasta: ${this.option} auto`,
         );
       }
-      if (spec === "all" && this.#mode !== "passt") {
-        throw new ConfigError(
-          `'all' port forwarding is only allowed for passt: ${this.option} all`,
-        );
-      }
       this.#kind = spec;
       if (spec === "all") {
         this.#rules.push({
@@ -151,6 +160,7 @@ export class PortTableBuilder {
           targetFirst: 1,
           bindAddr: undefined,
           bindIfname: undefined,
+          targetAddr: undefined,
           bestEffort: true,
         });
       }
@@ -161,8 +171,7 @@ export class PortTableBuilder {
         `Specific ports cannot be combined with all, none or auto: ${this.option} ${spec}`,
       );
     }
-    this.#kind = "spec";
-    this.#addList(spec);
+    this.#kind = this.#addList(spec);
   }
 
   #invalid(spec: string, reason: string): ConfigError {
@@ -183,11 +192,37 @@ export class PortTableBuilder {
     return { first, last };
   }
 
-  #addList(spec: string): void {
+  /** A target address (":TOADDR"), checked against the listening address. */
+  #parseTargetAddr(spec: string, text: string, bindAddr: Uint8Array | undefined): Uint8Array {
+    if (!this.#allowBind) {
+      throw this.#invalid(spec, `no target address allowed for ${this.option}`);
+    }
+    const bare = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+    const addr = parseIp(bare);
+    if (addr === undefined) throw this.#invalid(spec, `bad target address '${text}'`);
+    if (isUnspecified(addr) || isMulticast(addr)) {
+      throw this.#invalid(spec, `target address '${text}' is not a unicast address`);
+    }
+    if (bindAddr !== undefined && bindAddr.length !== addr.length) {
+      throw this.#invalid(spec, `target '${text}' is not of the listening address's family`);
+    }
+    return addr;
+  }
+
+  /** Adds one list of items; returns the table's kind it implies. */
+  #addList(spec: string): ForwardMode {
     let bindAddr: Uint8Array | undefined;
     let bindIfname: string | undefined;
     let list = spec;
-    const slash = spec.indexOf("/");
+    // The bind part ends at the first '/' outside brackets and before any ':' target.
+    const firstColon = spec.search(/[0-9]:|l:/); // "PORT:" or "all:" starts a target
+    let slash = spec.indexOf("/");
+    if (slash >= 0 && firstColon >= 0 && firstColon < slash && !spec.startsWith("[")) {
+      // "5000:192.0.2.5/6000": the slash is the target's, unless the head is an address.
+      const head = spec.slice(0, slash);
+      const percent = head.indexOf("%");
+      if (parseIp(percent >= 0 ? head.slice(0, percent) : head) === undefined) slash = -1;
+    }
     if (slash >= 0) {
       if (!this.#allowBind) {
         throw this.#invalid(spec, `no bind address or interface allowed for ${this.option}`);
@@ -202,17 +237,36 @@ export class PortTableBuilder {
           throw this.#invalid(spec, `bad interface name '${bindIfname}'`);
         }
       }
-      if (bind.length > 0 || bindIfname === undefined) {
+      if (bind === "*") {
+        // any address, as an empty one
+      } else if (bind.length > 0 || bindIfname === undefined) {
         const bare = bind.startsWith("[") && bind.endsWith("]") ? bind.slice(1, -1) : bind;
         bindAddr = parseIp(bare);
         if (bindAddr === undefined) throw this.#invalid(spec, `bad address '${bind}'`);
       }
     }
 
-    const includes: { from: PortRange; to: PortRange }[] = [];
+    const includes: { from: PortRange; to: PortRange; addr: Uint8Array | undefined }[] = [];
     const excludes: PortRange[] = [];
+    let auto = false;
+    let all = false;
+    let allAddr: Uint8Array | undefined;
     for (const item of list.split(",")) {
       if (item.length === 0) throw this.#invalid(spec, "empty item");
+      if (item === "auto") {
+        if (this.#mode !== "pasta") {
+          throw new ConfigError(
+            `'auto' port forwarding is only allowed for pasta: ${this.option} ${spec}`,
+          );
+        }
+        auto = true;
+        continue;
+      }
+      if (item === "all" || item.startsWith("all:")) {
+        all = true;
+        if (item !== "all") allAddr = this.#parseTargetAddr(spec, item.slice(4), bindAddr);
+        continue;
+      }
       if (item.startsWith("~")) {
         const ex = this.#parseRange(spec, item.slice(1));
         for (const other of excludes) {
@@ -225,39 +279,58 @@ export class PortTableBuilder {
       }
       const colon = item.indexOf(":");
       const from = this.#parseRange(spec, colon < 0 ? item : item.slice(0, colon));
-      const to = colon < 0 ? from : this.#parseRange(spec, item.slice(colon + 1));
+      let to = from;
+      let addr: Uint8Array | undefined;
+      if (colon >= 0) {
+        const target = item.slice(colon + 1);
+        const slashAt = target.lastIndexOf("/");
+        if (slashAt >= 0) {
+          addr = this.#parseTargetAddr(spec, target.slice(0, slashAt), bindAddr);
+          to = this.#parseRange(spec, target.slice(slashAt + 1));
+        } else if (parseIp(target.replace(/^\[(.*)\]$/, "$1")) !== undefined) {
+          addr = this.#parseTargetAddr(spec, target, bindAddr);
+        } else {
+          to = this.#parseRange(spec, target);
+        }
+      }
       if (to.last - to.first !== from.last - from.first) {
         throw this.#invalid(spec, `'${item}' maps ranges of different sizes`);
       }
-      includes.push({ from, to });
+      includes.push({ from, to, addr });
     }
     const bestEffort = includes.length === 0;
     if (bestEffort) {
-      const all = { first: 1, last: PORT_EPHEMERAL_MIN - 1 };
-      includes.push({ from: all, to: all });
+      // "auto" alone follows every port (up to 65535, as the scan reports them).
+      const range = { first: 1, last: auto ? PORT_MAX : PORT_EPHEMERAL_MIN - 1 };
+      includes.push({ from: range, to: range, addr: allAddr });
+    }
+    const kind: ForwardMode = auto ? "auto" : all ? "all" : "spec";
+    if (auto && bestEffort && bindAddr === undefined && bindIfname === undefined) {
+      // Plain "auto" (maybe with exclusions): any port, any address.
+      if (excludes.length === 0) return kind;
     }
 
     excludes.sort((a, b) => a.first - b.first);
     const added: PortRule[] = [];
-    for (const { from, to } of includes) {
+    for (const { from, to, addr } of includes) {
       const delta = to.first - from.first;
       let next = from.first;
       for (const ex of excludes) {
         if (ex.last < next || ex.first > from.last) continue;
         if (ex.first > next) {
-          added.push(this.#rule(next, ex.first - 1, delta, bindAddr, bindIfname, bestEffort));
+          added.push(this.#rule(next, ex.first - 1, delta, bindAddr, bindIfname, addr, bestEffort));
         }
         next = ex.last + 1;
       }
       if (next <= from.last) {
-        added.push(this.#rule(next, from.last, delta, bindAddr, bindIfname, bestEffort));
+        added.push(this.#rule(next, from.last, delta, bindAddr, bindIfname, addr, bestEffort));
       }
     }
     for (const rule of added) {
       for (const other of this.#rules) {
         if (rule.first > other.last || other.first > rule.last) continue;
         const clash = sameScope(rule, other) || isWildcard(rule) || isWildcard(other) ||
-          rule.targetFirst - rule.first !== other.targetFirst - other.first;
+          !sameTarget(rule, other);
         if (clash) {
           const port = Math.max(rule.first, other.first);
           throw new ConfigError(
@@ -268,6 +341,7 @@ export class PortTableBuilder {
       this.#rules.push(rule);
     }
     this.#excluded.push(...excludes);
+    return kind;
   }
 
   #rule(
@@ -276,9 +350,18 @@ export class PortTableBuilder {
     delta: number,
     bindAddr: Uint8Array | undefined,
     bindIfname: string | undefined,
+    targetAddr: Uint8Array | undefined,
     bestEffort: boolean,
   ): PortRule {
-    return { first, last, targetFirst: first + delta, bindAddr, bindIfname, bestEffort };
+    return {
+      first,
+      last,
+      targetFirst: first + delta,
+      bindAddr,
+      bindIfname,
+      targetAddr,
+      bestEffort,
+    };
   }
 
   /** The finished table; `fallback` is used if the option never appeared. */
@@ -289,11 +372,16 @@ export class PortTableBuilder {
       case "none":
         return FORWARD_NONE;
       case "auto":
-        return FORWARD_AUTO;
       default:
+        // "auto" restricted to the rules given with it, or plain
+        if (this.#kind === "auto" && this.#rules.length === 0) return FORWARD_AUTO;
         return freezeTable(
           this.#kind,
-          this.#rules.map((r) => ({ ...r, bindAddr: r.bindAddr?.slice() })),
+          this.#rules.map((r) => ({
+            ...r,
+            bindAddr: r.bindAddr?.slice(),
+            targetAddr: r.targetAddr?.slice(),
+          })),
           [...this.#excluded],
         );
     }
@@ -302,17 +390,22 @@ export class PortTableBuilder {
 
 /** Human-readable form of a table, for start-up messages and test failures. */
 export function describePortForwarding(table: PortForwarding): string {
-  if (table.mode !== "spec" && table.mode !== "all") return table.mode;
-  return table.rules.map((r) => {
+  if (table.mode !== "spec" && table.mode !== "all" && table.rules.length === 0) return table.mode;
+  const rules = table.rules.map((r) => {
     let s = "";
     if (r.bindAddr !== undefined) s += formatIp(r.bindAddr);
     if (r.bindIfname !== undefined) s += `%${r.bindIfname}`;
     if (s.length > 0) s += "/";
     s += r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`;
-    if (r.targetFirst !== r.first) {
+    if (r.targetAddr !== undefined) {
+      const a = formatIp(r.targetAddr);
+      s += `:${r.targetAddr.length === 16 ? `[${a}]` : a}/`;
+    } else if (r.targetFirst !== r.first) s += ":";
+    if (r.targetAddr !== undefined || r.targetFirst !== r.first) {
       const targetLast = r.targetFirst + r.last - r.first;
-      s += r.first === r.last ? `:${r.targetFirst}` : `:${r.targetFirst}-${targetLast}`;
+      s += r.first === r.last ? `${r.targetFirst}` : `${r.targetFirst}-${targetLast}`;
     }
     return s;
   }).join(",");
+  return table.mode === "auto" ? `${rules},auto` : rules;
 }

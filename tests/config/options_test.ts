@@ -339,6 +339,7 @@ const VALID: Valid[] = [
   ["passt", ["-t", "2222:22", "-u", "53"], { tcpIn: "2222:22", udpIn: "53" }],
   ["passt", ["-t", "2222:22"], { tcpIn: "2222:22", udpIn: "2222" }],
   ["passt", ["--tcp-ports", "all"], { tcpIn: "1-49151", udpIn: "1-49151" }],
+  ["pasta", ["-t", "all", "-U", "all"], { tcpIn: "1-49151", udpIn: "1-49151", udpOut: "1-49151" }],
   ["passt", ["-t", "22", "-t", "80"], { tcpIn: "22,80" }],
   ["passt", ["-u", "53"], { tcpIn: "none", udpIn: "53" }],
   ["passt", ["-t", "22", "--udp-ports", "none"], { tcpIn: "22", udpIn: "none" }],
@@ -844,8 +845,7 @@ const INVALID: Invalid[] = [
   // Ports, through the whole parser.
   ["passt", ["-t", "auto"], "'auto' port forwarding is only allowed for pasta: --tcp-ports auto"],
   ["passt", ["-u", "auto"], "'auto' port forwarding is only allowed for pasta: --udp-ports auto"],
-  ["pasta", ["-t", "all"], "'all' port forwarding is only allowed for passt: --tcp-ports all"],
-  ["pasta", ["-U", "all"], "'all' port forwarding is only allowed for passt: --udp-ns all"],
+  // (pasta -t all and -U all: allowed since the 2026 manual, see the valid table)
   ["passt", ["-t", "0"], "Invalid port specifier for --tcp-ports: 0 (port 0 out of range 1-65535)"],
   [
     "passt",

@@ -191,7 +191,8 @@ Deno.test("contradictions between ranges and options", () => {
   fails("passt", ["~20-30,~30-40"], "Overlapping excluded ranges for --tcp-ports: ~20-30,~30-40");
 
   fails("passt", ["auto"], "'auto' port forwarding is only allowed for pasta: --tcp-ports auto");
-  fails("pasta", ["all"], "'all' port forwarding is only allowed for passt: --tcp-ports all");
+  // The 2026 manual allows 'all' in pasta too ("-t all ... on the guest or namespace").
+  assert.equal(describePortForwarding(table("pasta", "all")), "1-49151");
   fails(
     "passt",
     ["none", "none"],
@@ -227,5 +228,62 @@ Deno.test("contradictions between ranges and options", () => {
     ["127.0.0.1/22"],
     "Invalid port specifier for --tcp-ns: 127.0.0.1/22 (no bind address or interface allowed for --tcp-ns)",
     "--tcp-ns",
+  );
+});
+
+// The examples the 2026 manual adds: spec → mode and table in describePortForwarding form.
+const MANUAL_2026_EXAMPLES: [Mode, string, string, string][] = [
+  ["passt", "::1/all", "all", "::1/1-49151"],
+  ["pasta", "all", "all", "1-49151"],
+  ["passt", "0.0.0.0/5000:192.0.2.5/6000", "spec", "0.0.0.0/5000:192.0.2.5/6000"],
+  ["pasta", "127.0.0.6/all:192.0.2.6", "all", "127.0.0.6/1-49151:192.0.2.6/1-49151"],
+  ["pasta", "::1/auto", "auto", "::1/1-65535,auto"],
+  ["pasta", "8000-8010,auto", "auto", "8000-8010,auto"],
+  ["pasta", "auto", "auto", "auto"],
+  // target address only, IPv6 target in brackets, "*" for any address
+  ["passt", "22:192.0.2.9", "spec", "22:192.0.2.9/22"],
+  ["passt", "[::1]/80-81:[2001:db8::5]/8080-8081", "spec", "::1/80-81:[2001:db8::5]/8080-8081"],
+  ["passt", "2001:db8::1/443:2001:db8::5/8443", "spec", "2001:db8::1/443:[2001:db8::5]/8443"],
+  ["passt", "*/22", "spec", "22"],
+  ["passt", "*%eth0/22", "spec", "%eth0/22"],
+  ["passt", "all,~22", "all", "1-21,23-49151"],
+];
+
+Deno.test("the 2026 manual's additions: target addresses, all with an address, auto sets", () => {
+  for (const [mode, spec, kind, expected] of MANUAL_2026_EXAMPLES) {
+    const t = table(mode, spec);
+    assert.equal(t.mode, kind, `${mode} -t ${spec}`);
+    assert.equal(describePortForwarding(t), expected, `${mode} -t ${spec}`);
+  }
+  const t = table("passt", "0.0.0.0/5000:192.0.2.5/6000");
+  assert.equal(formatIp(t.rules[0]!.targetAddr!), "192.0.2.5");
+  assert.equal(t.rules[0]!.targetFirst, 6000);
+  assert.equal(table("passt", "22").rules[0]!.targetAddr, undefined);
+  assert.equal(table("pasta", "auto"), FORWARD_AUTO, "plain auto is still the shared table");
+  const restricted = table("pasta", "8000-8010,auto");
+  assert.equal(udpFromTcp(restricted).mode, "auto");
+  assert.equal(describePortForwarding(udpFromTcp(restricted)), "8000-8010,auto");
+  const bad = (spec: string, reason: string, option = "--tcp-ports") =>
+    fails("passt", [spec], `Invalid port specifier for ${option}: ${spec} (${reason})`, option);
+  bad("0.0.0.0/22:2001:db8::5/22", "target '2001:db8::5' is not of the listening address's family");
+  bad("22:0.0.0.0/22", "target address '0.0.0.0' is not a unicast address");
+  bad("22:224.0.0.1", "target address '224.0.0.1' is not a unicast address");
+  bad("22:nowhere/22", "bad target address 'nowhere'");
+  bad("all:nowhere", "bad target address 'nowhere'");
+  fails(
+    "pasta",
+    ["22:127.0.0.2"],
+    "Invalid port specifier for --tcp-ns: 22:127.0.0.2 (no target address allowed for --tcp-ns)",
+    "--tcp-ns",
+  );
+  fails(
+    "passt",
+    ["8000,auto"],
+    "'auto' port forwarding is only allowed for pasta: --tcp-ports 8000,auto",
+  );
+  fails(
+    "passt",
+    ["192.0.2.1/22:192.0.2.5", "198.51.100.1/22:192.0.2.6"],
+    "Overlapping port specifier for --tcp-ports: 198.51.100.1/22:192.0.2.6 (port 22 given twice)",
   );
 });
