@@ -161,16 +161,20 @@ export function startDataPath(
     udp: udp === undefined ? FORWARD_NONE : config.udpIn,
     ipv4: plan.ip4 !== undefined,
     ipv6: plan.ip6 !== undefined,
-    onTcpAccept: (_listener, fd, peer, peerLength, targetPort, v6) => {
-      if (tcpSplice !== undefined && TcpSplicer.isLocalPeer(peer, v6)) {
+    onTcpAccept: (_listener, fd, peer, peerLength, targetPort, v6, targetAddr) => {
+      // A rule's target address (":ADDR") is reached through the tap, from any peer.
+      if (
+        tcpSplice !== undefined && targetAddr === undefined && TcpSplicer.isLocalPeer(peer, v6)
+      ) {
         tcpSplice.spliceToNamespace(fd, targetPort, v6);
       } else if (spliceOnly) {
         sys.close(fd); // --splice-only: no tap to take it
       } else {
-        tcp?.acceptInbound(fd, peer, peerLength, targetPort);
+        tcp?.acceptInbound(fd, peer, peerLength, targetPort, targetAddr);
       }
     },
-    onUdpSocket: (fd, targetPort, v6) => udp?.addForwardedSocket(fd, targetPort, v6),
+    onUdpSocket: (fd, targetPort, v6, targetAddr) =>
+      udp?.addForwardedSocket(fd, targetPort, v6, targetAddr),
     onUdpSocketRemoved: (fd) => udp?.removeForwardedSocket(fd),
     freebind: config.freebind,
     name: "inbound",

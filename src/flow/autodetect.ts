@@ -240,7 +240,7 @@ export class PortAutoDetector {
         const port = byte * 8 + bit;
         if (port === 0) continue;
         const want = (wanted[byte]! & (1 << bit)) !== 0 && !ownPort(proto, port) &&
-          (proto === "tcp" || !ownPort("tcp", port));
+          (proto === "tcp" || !ownPort("tcp", port)) && forwarder.autoAllows(proto, port);
         if (want === ((have[byte]! & (1 << bit)) !== 0)) continue;
         budget--;
         if (!want) {

@@ -143,7 +143,9 @@ export interface PortForwarderOptions {
    * close-on-exec) now belongs to the callee. `peer` holds the peer's sockaddr_in or
    * sockaddr_in6 (`peerLen` bytes, an IPv4-mapped peer already turned into a
    * sockaddr_in); it is reused for the next connection, so copy what you keep.
-   * `targetPort` is the port to connect to on the other side; `v6` the peer's family.
+   * `targetPort` is the port to connect to on the other side; `v6` the peer's family;
+   * `targetAddr` the address to reach there (a rule's ":ADDR"), or undefined for the
+   * guest's or namespace's own.
    */
   readonly onTcpAccept: (
     listenIndex: number,
@@ -152,14 +154,21 @@ export interface PortForwarderOptions {
     peerLen: number,
     targetPort: number,
     v6: boolean,
+    targetAddr: Uint8Array | undefined,
   ) => void;
   /**
    * A bound UDP socket for a forwarded port, given once start-up can no longer fail
    * (or when an "auto" port appears): the callee reads it from now on and gives it
    * up through `onUdpSocketRemoved`. `v6` is its family; an IPv6 socket bound
    * without an address also receives IPv4 datagrams, from ::ffff:a.b.c.d sources.
+   * `targetAddr` as for `onTcpAccept`.
    */
-  readonly onUdpSocket: (fd: number, targetPort: number, v6: boolean) => void;
+  readonly onUdpSocket: (
+    fd: number,
+    targetPort: number,
+    v6: boolean,
+    targetAddr: Uint8Array | undefined,
+  ) => void;
   /**
    * A UDP socket given by `onUdpSocket` is withdrawn (its "auto" port went away, or
    * `close()` was called): the callee stops using `fd` and closes it. Without this
@@ -199,6 +208,12 @@ export interface PortForwarderOptions {
 const PROTO_TCP = 0;
 const PROTO_UDP = 1;
 
+/** The first rule of `table` covering `port` (no allocation: the detector asks each scan). */
+function ruleFor(table: PortForwarding, port: number): PortRule | undefined {
+  for (const rule of table.rules) if (port >= rule.first && port <= rule.last) return rule;
+  return undefined;
+}
+
 /** One port's planned binding, before any socket exists. */
 interface Planned {
   readonly proto: number;
@@ -221,6 +236,9 @@ export class PortForwarder {
   readonly #proto: number[] = [];
   readonly #port: number[] = [];
   readonly #target: number[] = [];
+  readonly #targetAddr: (Uint8Array | undefined)[] = [];
+  /** The target address of the rule being bound, recorded by `#listen` (setup only). */
+  #pendingTargetAddr: Uint8Array | undefined;
   readonly #v6: boolean[] = [];
   /** UDP listeners given to `onUdpSocket` (withdrawn through `onUdpSocketRemoved`). */
   readonly #handedOff: boolean[] = [];
@@ -289,6 +307,16 @@ export class PortForwarder {
     return (this.#perPort[proto === "tcp" ? PROTO_TCP : PROTO_UDP]![port] ?? 0) > 0;
   }
 
+  /**
+   * Whether the "auto" table of `proto` takes `port` at all: any port, unless the
+   * table was given ports with "auto" ("8000-8010,auto").
+   */
+  autoAllows(proto: ForwardProto, port: number): boolean {
+    const table = proto === "tcp" ? this.#opts.tcp : this.#opts.udp;
+    return table.mode !== "auto" || table.rules.length === 0 ||
+      ruleFor(table, port) !== undefined;
+  }
+
   /** Whether `port` is currently forwarded by the "auto" machinery for `proto`. */
   isAutoBound(proto: ForwardProto, port: number): boolean {
     return (this.#autoSlots[proto === "tcp" ? PROTO_TCP : PROTO_UDP]![port * 2] ?? 0) > 0;
@@ -314,7 +342,24 @@ export class PortForwarder {
     const slots = this.#autoSlots[p]!;
     if (slots[port * 2]! > 0) return 0;
     const made: number[] = [];
-    const r = this.#bindScope(p, port, port, undefined, undefined, made);
+    // "8000-8010,auto", "::1/auto": the rule covering the port says how, if any.
+    const table = p === PROTO_TCP ? this.#opts.tcp : this.#opts.udp;
+    const rule = table.mode === "auto" ? ruleFor(table, port) : undefined;
+    if (table.mode === "auto" && table.rules.length > 0 && rule === undefined) {
+      return -sys.Errno.EPERM;
+    }
+    this.#pendingTargetAddr = rule?.targetAddr;
+    const r = rule === undefined
+      ? this.#bindScope(p, port, port, undefined, undefined, made)
+      : this.#bindScope(
+        p,
+        port,
+        rule.targetFirst + (port - rule.first),
+        rule.bindAddr,
+        rule.bindIfname,
+        made,
+      );
+    this.#pendingTargetAddr = undefined;
     if (made.length === 0) return r < 0 ? r : -sys.Errno.EINVAL;
     slots[port * 2] = made[0]! + 1;
     slots[port * 2 + 1] = made.length > 1 ? made[1]! + 1 : 0;
@@ -352,6 +397,8 @@ export class PortForwarder {
     const bestEffortTable = [false, false];
     const ephemeralSkipped = [0, 0];
     for (let p = PROTO_TCP; p <= PROTO_UDP; p++) {
+      // An "auto" table's rules only restrict what the detector may bind.
+      if (tables[p]!.mode === "auto") continue;
       for (const rule of tables[p]!.rules) {
         if (rule.bestEffort) bestEffortTable[p] = true;
         for (let port = rule.first; port <= rule.last; port++) {
@@ -370,6 +417,7 @@ export class PortForwarder {
     const made: number[] = [];
     for (const plan of plans) {
       made.length = 0;
+      this.#pendingTargetAddr = plan.rule.targetAddr;
       const r = this.#bindScope(
         plan.proto,
         plan.port,
@@ -426,7 +474,12 @@ export class PortForwarder {
 
   #handOff(index: number): void {
     this.#handedOff[index] = true;
-    this.#opts.onUdpSocket(this.#fd[index]!, this.#target[index]!, this.#v6[index]!);
+    this.#opts.onUdpSocket(
+      this.#fd[index]!,
+      this.#target[index]!,
+      this.#v6[index]!,
+      this.#targetAddr[index],
+    );
   }
 
   #optionOf(proto: number): string {
@@ -567,6 +620,7 @@ export class PortForwarder {
     this.#proto[index] = proto;
     this.#port[index] = port;
     this.#target[index] = target;
+    this.#targetAddr[index] = this.#pendingTargetAddr;
     this.#v6[index] = family === AF.INET6;
     this.#handedOff[index] = false;
     this.#perPort[proto]![port]!++;
@@ -710,7 +764,7 @@ export class PortForwarder {
         len = SOCKADDR_IN_SIZE;
         v6 = false;
       }
-      this.#opts.onTcpAccept(index, conn, peer, len, target, v6);
+      this.#opts.onTcpAccept(index, conn, peer, len, target, v6, this.#targetAddr[index]);
     }
   }
 }

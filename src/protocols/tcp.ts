@@ -688,7 +688,13 @@ export class TcpTranslator implements TransportHandler {
    * An accepted connection on a forwarded port (`fd`, peer address in
    * `peer`/`peerLen`) to deliver to the guest's port `targetPort`.
    */
-  acceptInbound(fd: number, peer: Uint8Array, peerLength: number, targetPort: number): void {
+  acceptInbound(
+    fd: number,
+    peer: Uint8Array,
+    peerLength: number,
+    targetPort: number,
+    targetAddr?: Uint8Array,
+  ): void {
     const ctx = this.#ctx;
     this.#clock[0] = sys.monotonicMs();
     const v6 = peerLength >= SOCKADDR_IN6_SIZE && sys.sockaddrFamily(peer) === AF.INET6;
@@ -710,7 +716,15 @@ export class TcpTranslator implements TransportHandler {
       return this.#drop("table full");
     }
     const guestAddr = addrLen === 4 ? this.#dst4 : this.#dst6;
-    ctx.nat.guestDestination(addrLen, addrLen === 16 && isLinkLocal6(this.#addrOut), guestAddr);
+    if (targetAddr === undefined) {
+      ctx.nat.guestDestination(addrLen, addrLen === 16 && isLinkLocal6(this.#addrOut), guestAddr);
+    } else if (targetAddr.length === addrLen) {
+      guestAddr.set(targetAddr); // the rule's ":ADDR"
+    } else {
+      ctx.flows.free(flow);
+      sys.close(fd);
+      return this.#drop("target family");
+    }
     ctx.flows.setKey(flow, guestAddr, 0, targetPort, this.#addrOut, 0, peerPort, addrLen);
     this.#initFlow(flow, fd);
     this.#noDelay(flow, fd);

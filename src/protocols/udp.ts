@@ -245,6 +245,8 @@ export class UdpTranslator implements TransportHandler {
   readonly #forwardFd: number[] = [];
   readonly #forwardPort: number[] = [];
   readonly #forwardV6: boolean[] = [];
+  /** Per forwarded socket: the rule's target address (":ADDR"), or undefined. */
+  readonly #forwardAddr: (Uint8Array | undefined)[] = [];
 
   // Outgoing message: one iovec into the frame being forwarded, optional name.
   readonly #txMsg = sys.pinnedBuffer(MSGHDR.size);
@@ -349,17 +351,24 @@ export class UdpTranslator implements TransportHandler {
   /**
    * Take over `fd`, a UDP socket bound on the host for a forwarded port (`v6`:
    * AF_INET6, which may also receive v4-mapped senders). Datagrams arriving on
-   * it go to the guest's `targetPort`; the guest's replies leave through it.
+   * it go to the guest's `targetPort` (at `targetAddr`, when the rule gave one, for
+   * senders of that family; others are dropped); the guest's replies leave through it.
    * The translator closes it in `close()`. Setup time; throws if it cannot
    * watch the socket.
    */
-  addForwardedSocket(fd: number, targetPort: number, v6: boolean): void {
+  addForwardedSocket(
+    fd: number,
+    targetPort: number,
+    v6: boolean,
+    targetAddr?: Uint8Array,
+  ): void {
     const index = this.#forwardFd.length;
     const r = this.#ctx.loop.add(fd, this.#forwardKind, index, EPOLL.IN);
     if (r < 0) throw new sys.SysError("epoll_ctl", -r, `UDP forwarded socket ${fd}`);
     this.#forwardFd.push(fd);
     this.#forwardPort.push(targetPort);
     this.#forwardV6.push(v6);
+    this.#forwardAddr.push(targetAddr);
     if (log.debugging) {
       log.debug(
         `UDP: forwarded socket ${fd} (${v6 ? "IPv6" : "IPv4"}) -> guest port ${targetPort}`,
@@ -516,6 +525,7 @@ export class UdpTranslator implements TransportHandler {
     this.#forwardFd.length = 0;
     this.#forwardPort.length = 0;
     this.#forwardV6.length = 0;
+    this.#forwardAddr.length = 0;
     this.#closed = true;
   }
 
@@ -793,7 +803,11 @@ export class UdpTranslator implements TransportHandler {
           continue;
         }
         const splice = this.#splice;
-        if (splice !== undefined && UdpSplicer.isLocalSender(names, name, nameLen)) {
+        const targetAddr = this.#forwardAddr[slot];
+        if (
+          splice !== undefined && targetAddr === undefined &&
+          UdpSplicer.isLocalSender(names, name, nameLen)
+        ) {
           // Sent from where it stays: in place, to the namespace's loopback.
           splice.queueToNamespace(
             fd,
@@ -815,7 +829,14 @@ export class UdpTranslator implements TransportHandler {
           continue;
         }
         const guestDst = this.#guestDst;
-        ctx.nat.guestDestination(addrLen, v6 && isLinkLocal6(remote), guestDst);
+        if (targetAddr === undefined) {
+          ctx.nat.guestDestination(addrLen, v6 && isLinkLocal6(remote), guestDst);
+        } else if (targetAddr.length === addrLen) {
+          guestDst.set(targetAddr);
+        } else {
+          this.#drop("unmapped");
+          continue;
+        }
         const senderPort = (names[name + 2]! << 8) | names[name + 3]!;
         const guestPort = this.#forwardPort[slot]!;
         let index = ctx.flows.lookup(

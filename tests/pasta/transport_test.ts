@@ -33,6 +33,7 @@ const suiteIgnored = pastaSuiteIgnored();
 if (suiteIgnored) console.error(`tests/pasta ignored: ${suiteIgnored}`);
 
 const HELPER = new URL("./transport.py", import.meta.url).pathname;
+const CONTRACT = new URL("../contracts/contract.py", import.meta.url).pathname;
 const FAULTS = new URL("./tcp_faults.py", import.meta.url).pathname;
 
 /**
@@ -807,6 +808,44 @@ transportTest(
     const r = await p.result;
     assert.equal(r.code, 0, show(r));
     assert.equal(json(r.stdout).served >= 1, true, r.stdout);
+  },
+);
+
+transportTest(
+  "-t/-u PORT:ADDR/PORT (2026 grammar): remote traffic reaches the target address in the namespace",
+  [],
+  async (sb) => {
+    const [tcpIn, tcpTo, udpIn, udpTo] = [11740, 11741, 11742, 11743];
+    const target = "192.0.2.50"; // an extra address of the namespace only
+    const [tcpReady, udpReady] = [`${sb.dir}/to-tcp`, `${sb.dir}/to-udp`];
+    const script = [
+      NS_READY,
+      `ip addr add ${target}/32 dev ${NET.hostIfname}`,
+      `${
+        [PYTHON, CONTRACT, "tcp-sink", target, tcpTo, tcpReady].map(String).map(shellQuote)
+          .join(" ")
+      } > ${sb.dir}/to-sink.json &`,
+      `${helperSh("udp-echo", target, udpTo, udpReady)} &`,
+      "wait",
+    ].join("\n");
+    const p = await spawnPasta(
+      sb,
+      ["--config-net", "-t", `${tcpIn}:${target}/${tcpTo}`, "-u", `${udpIn}:${target}/${udpTo}`],
+      script,
+    );
+    assert.ok(await waitFile(tcpReady, 30_000), `servers never started: ${await early(p)}`);
+    assert.ok(await waitFile(udpReady, 10_000), `UDP server never started: ${await early(p)}`);
+    const sent = await sb.run([PYTHON, CONTRACT, "tcp-send", NET.host4, `${tcpIn}`, "65536"], {
+      remote: true,
+      timeoutMs: 30_000,
+    });
+    assert.equal(json(sent.stdout).ok, true, `TCP to ${NET.host4}:${tcpIn}: ${show(sent)}`);
+    const udp = json((await sb.run(helper("udp-ping", NET.host4, udpIn), { remote: true })).stdout);
+    assert.equal(udp.same, true, `UDP to ${NET.host4}:${udpIn}: ${JSON.stringify(udp)}`);
+    assert.equal(udp.from, NET.host4, JSON.stringify(udp));
+    const r = await p.result;
+    assert.equal(r.code, 0, show(r));
+    assert.equal(json(await Deno.readTextFile(`${sb.dir}/to-sink.json`)).received, 65536);
   },
 );
 
