@@ -31,13 +31,18 @@ const PORT_SPEC_TEXT = [
   "SPEC is a comma-separated list of items; each item is",
   "  PORT or FIRST-LAST, optionally followed by :TARGET or",
   "  :TFIRST-TLAST (same length) to forward to other ports,",
-  "  or ~PORT / ~FIRST-LAST to leave ports out of the list.",
+  "  :TOADDR/TARGET or :TOADDR to forward to another address,",
+  "  or ~PORT / ~FIRST-LAST to leave ports out of the list,",
+  "  or 'all[:TOADDR]' for every free port below 49152 (pasta:",
+  "  'auto', to follow only the ports of the list).",
   "  A list of exclusions only means: every port below 49152",
   "  except those. The list may be preceded by ADDR/, ADDR%IF/",
-  "  or %IF/ to listen on one address and/or interface only.",
+  "  or %IF/ to listen on one address and/or interface only",
+  "  ('*' is any address).",
   "  Repeat the option to add more lists.",
   "examples: 22  2222:22  22,80-90  8000-8010:9000-9010",
   "  192.0.2.1/22  %eth0/80  1000-2000,~1500  ~20000-20010",
+  "  0.0.0.0/5000:192.0.2.5/6000  ::1/all  8000-8010,auto",
 ];
 
 const ENTRIES: readonly HelpEntry[] = [
@@ -213,7 +218,8 @@ const ENTRIES: readonly HelpEntry[] = [
     "-t, --tcp-ports SPEC",
     "TCP ports of the host to forward to the namespace:",
     "'none', 'auto' (default: follow the ports bound",
-    "in the namespace), or a port list, see SPEC below",
+    "in the namespace), 'all', or a port list, see SPEC",
+    "below",
   ),
   entry(
     PASTA,
@@ -250,8 +256,8 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(
     PASTA,
     "--no-splice",
-    "Loopback traffic of -t/-u/-T/-U goes through the",
-    "tap too, with the address mapping, not spliced",
+    "Host loopback traffic to -t/-u ports goes through",
+    "the tap too, with the address mapping, not spliced",
   ),
   entry(
     PASTA,
