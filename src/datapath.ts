@@ -99,6 +99,7 @@ export function startDataPath(
   nsOwnPort: (proto: ForwardProto, port: number) => boolean = () => false,
 ): DataPath {
   const loop = new EventLoop();
+  if (config.stats > 0) startStats(loop, config.stats);
   loop.onHandlerError((kind, e) => log.err(`${kind} handler: ${e}`));
   const guest = initialGuestState(plan.ip4?.address, plan.ip6?.address);
   const ingress = new Ingress(plan, guest, tap);
@@ -275,5 +276,43 @@ export function startupSummary(plan: NetworkPlan, namespaceIf?: string): string[
         search: plan.search,
       },
     }),
+  });
+}
+
+/** Lines between two column headers. */
+const HEADER_EVERY = 20;
+
+/**
+ * --stats DELAY: at the end of a turn with events, if DELAY seconds have passed since
+ * the last report, one line on standard error with the running totals of events per
+ * descriptor kind (the loop counts them), a line naming the columns every 20 lines.
+ * An idle process takes no turns and prints nothing, as the manual says. The text is
+ * only built when printed, at most once per DELAY.
+ */
+function startStats(loop: EventLoop, delaySeconds: number): void {
+  let last = -Infinity;
+  let lines = 0;
+  let printedEvents = 0;
+  let columns = 0;
+  loop.addEndOfTurn(() => {
+    if (loop.stats.events === printedEvents) return; // a timer-less idle turn
+    const now = performance.now();
+    if (now - last < delaySeconds * 1000) return;
+    last = now;
+    printedEvents = loop.stats.events;
+    const kinds = loop.kindCount;
+    let text = "";
+    if (lines % HEADER_EVERY === 0 || kinds !== columns) {
+      text += "stats:";
+      for (let k = 0; k < kinds; k++) text += ` ${loop.kindName(k).replaceAll(" ", "_")}`;
+      text += "\n";
+      columns = kinds;
+    }
+    text += "stats:";
+    for (let k = 0; k < kinds; k++) text += ` ${loop.eventsByKind[k]}`;
+    text += "\n";
+    lines++;
+    const bytes = new TextEncoder().encode(text);
+    sys.write(2, bytes, bytes.length);
   });
 }

@@ -82,6 +82,18 @@ export class EventLoop {
 
   /** Counters for tests and debugging. */
   readonly stats: LoopStats = { turns: 0, events: 0, handlerErrors: 0 };
+  /** Events dispatched per kind (index: kind number), for --stats. */
+  readonly eventsByKind: Float64Array = new Float64Array(KINDS_MAX);
+
+  /** Name of descriptor kind `kind` as given to `defineKind`. */
+  kindName(kind: number): string {
+    return this.#kindNames[kind] ?? String(kind);
+  }
+
+  /** How many kinds are defined (kind numbers 0 .. kindCount - 1). */
+  get kindCount(): number {
+    return this.#kindNames.length;
+  }
 
   constructor() {
     this.#epfd = sys.epollCreate(EPOLL.CLOEXEC);
@@ -264,6 +276,7 @@ export class EventLoop {
         const kind = low >>> 24;
         const handler = handlers[kind];
         this.stats.events++;
+        this.eventsByKind[kind]!++;
         if (handler === undefined) continue;
         try {
           handler(low & INDEX_MAX, events, fd);

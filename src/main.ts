@@ -80,6 +80,7 @@ const DATA_PATH_SUPPORTED = [
   "dns-host",
   "freebind",
   "chroot-fallback",
+  "stats",
 ];
 
 /**

@@ -188,6 +188,8 @@ export interface CommonConfig {
   readonly hostname: string | undefined;
   /** --fqdn: name sent as client FQDN (DHCP option 81, DHCPv6 option 39). No trailing dot. */
   readonly fqdn: string | undefined;
+  /** --stats: seconds at least between event statistics on stderr; 0: none. */
+  readonly stats: number;
   /** --freebind: listeners of -t/-u may bind addresses the host does not have (yet). */
   readonly freebind: boolean;
   /** --chroot-fallback: chroot(2) into the empty root when pivot_root(2) fails. */

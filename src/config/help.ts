@@ -48,6 +48,12 @@ const PORT_SPEC_TEXT = [
 const ENTRIES: readonly HelpEntry[] = [
   entry(BOTH, "-d, --debug", "Verbose logging, not to the system log"),
   entry(BOTH, "--trace", "Log every packet too; implies --debug"),
+  entry(
+    BOTH,
+    "--stats DELAY",
+    "With -f: event counts per descriptor kind on",
+    "stderr, at most every DELAY seconds, when busy",
+  ),
   entry(BOTH, "-q, --quiet", "Only print warnings and errors"),
   entry(BOTH, "-f, --foreground", "Stay in the foreground (default: detach)"),
   entry(BOTH, "-e, --stderr", "Accepted for compatibility, does nothing"),

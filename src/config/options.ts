@@ -169,6 +169,7 @@ export const OPTIONS: readonly OptionSpec[] = Object.freeze([
   opt("repair-path", undefined, true, PASST),
   opt("migrate-exit", undefined, false, PASST),
   opt("migrate-no-linger", undefined, false, PASST),
+  opt("stats", undefined, true),
   opt("chroot-fallback", undefined, false),
 ]);
 
@@ -381,6 +382,7 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
   let netmaskGiven = false;
   let cidrGiven = false;
   let hostname: string | undefined;
+  let stats = 0;
   let fqdn: string | undefined;
   const v4 = newVersionState();
   const v6 = newVersionState();
@@ -549,6 +551,12 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
       case "search":
         search = parseSearchList(value);
         break;
+      case "stats": {
+        const n = parseDecimal(value, 0, INT_MAX);
+        if (n === undefined) throw invalid("delay", name, value, "seconds, 0 or more");
+        stats = n;
+        break;
+      }
       case "hostname":
         hostname = checkDomainName("hostname", name, value);
         break;
@@ -666,6 +674,11 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
   if (ipv4Only && ipv6Only) {
     throw new ConfigError("Options --ipv4-only and --ipv6-only are mutually exclusive");
   }
+  if (stats > 0 && !foreground) {
+    throw new ConfigError(
+      "Can't display statistics if not running in foreground: --stats needs -f",
+    );
+  }
   if (cidrGiven && netmaskGiven) {
     throw new ConfigError(
       "Options --netmask and --address with a prefix length are mutually exclusive",
@@ -742,6 +755,7 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
     hostname,
     fqdn,
     freebind: flags.has("freebind"),
+    stats,
     chrootFallback: flags.has("chroot-fallback"),
     tcpIn: tcpInTable,
     udpIn: udpInTable,

@@ -56,6 +56,7 @@ const COMMON = [
   "dns-host",
   "freebind",
   "chroot-fallback",
+  "stats",
 ];
 const MANUAL_OPTIONS: Record<Mode, string[]> = {
   passt: [
@@ -420,6 +421,9 @@ const VALID: Valid[] = [
   }],
   ["passt", ["--dns-host", "192.0.2.53"], { ip4: { dnsHost: "192.0.2.53" } }],
   ["passt", ["--freebind", "--chroot-fallback"], { freebind: true, chrootFallback: true }],
+  ["passt", ["--stats", "5", "-f"], { stats: 5, foreground: true }],
+  ["pasta", ["-f", "--stats=1"], { stats: 1 }],
+  ["passt", ["--stats", "0"], { stats: 0 }],
   ["pasta", ["--freebind", "--chroot-fallback", "--fqdn", "ns.example"], {
     freebind: true,
     chrootFallback: true,
@@ -683,6 +687,12 @@ const INVALID: Invalid[] = [
     ["--fqdn", `${"a".repeat(60)}.`.repeat(5)],
     `Invalid FQDN for --fqdn: ${`${"a".repeat(60)}.`.repeat(5)} (longer than 253 bytes)`,
   ],
+  [
+    "passt",
+    ["--stats", "1"],
+    "Can't display statistics if not running in foreground: --stats needs -f",
+  ],
+  ["passt", ["-f", "--stats", "x"], "Invalid delay for --stats: x (seconds, 0 or more)"],
   [
     "passt",
     ["--dns-host", "0.0.0.0"],

@@ -826,3 +826,22 @@ optionsTest(
     }
   },
 );
+
+optionsTest("--stats 1 -f: event counts per descriptor kind on stderr", ["ping"], async (sb) => {
+  const script = `${CONFIGURED4}\nping -c 6 -i 0.5 ${NET.gateway4} > /dev/null\necho done`;
+  const r = await inPasta(sb, ["-f", "--stats", "1", "--config-net"], script, {
+    timeoutMs: 30_000,
+  });
+  assert.equal(r.code, 0, show(r));
+  const lines = r.stderr.split("\n").filter((l) => l.startsWith("stats:"));
+  const header = lines[0]?.split(" ").slice(1) ?? [];
+  const tap = header.indexOf("tap");
+  assert.ok(tap >= 0, `no tap column: ${r.stderr}`);
+  const counts = lines.filter((l) => /^stats:( \d+)+$/.test(l));
+  assert.ok(counts.length >= 2, `at least two reports in 3 s of pings: ${r.stderr}`);
+  const last = counts.at(-1)!.split(" ").slice(1).map(Number);
+  assert.equal(last.length, header.length, "one count per column");
+  assert.ok(last[tap]! >= 6, `tap events counted: ${counts.at(-1)}`);
+  const quiet = await inPasta(sb, ["-f", "--config-net"], "true");
+  assert.doesNotMatch(quiet.stderr, /^stats:/m, "no statistics without --stats");
+});
