@@ -845,3 +845,11 @@ optionsTest("--stats 1 -f: event counts per descriptor kind on stderr", ["ping"]
   const quiet = await inPasta(sb, ["-f", "--config-net"], "true");
   assert.doesNotMatch(quiet.stderr, /^stats:/m, "no statistics without --stats");
 });
+
+optionsTest("-a ADDR/LEN: dhclient gets that address and the prefix length's netmask", [
+  "dhclient",
+], async (sb) => {
+  const cidr = await dhclientLease(sb, "-4", ["-a", `${NET.host4}/16`], "cidr");
+  assert.equal(cidr.lease?.new_ip_address, NET.host4, show(cidr.result));
+  assert.equal(cidr.lease?.new_subnet_mask, "255.255.0.0", JSON.stringify(cidr.lease));
+});

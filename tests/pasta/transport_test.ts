@@ -849,6 +849,34 @@ transportTest(
   },
 );
 
+transportTest(
+  "-t 11750-11751,auto (2026 grammar): only bound ports of the set are forwarded",
+  [],
+  async (sb) => {
+    const [inSet, outside] = [11750, 11760];
+    const files = (tag: string) => ["ready", "stop", "closed"].map((f) => `${sb.dir}/${tag}-${f}`);
+    const [readyIn, stopIn, closedIn] = files("in");
+    const [readyOut, stopOut, closedOut] = files("out");
+    const script = [
+      NS_READY,
+      `${helperSh("auto-listener", inSet, readyIn!, stopIn!, closedIn!)} > ${sb.dir}/in.json &`,
+      `${helperSh("auto-listener", outside, readyOut!, stopOut!, closedOut!)} > /dev/null &`,
+      "wait",
+    ].join("\n");
+    const p = await spawnPasta(sb, ["--config-net", "-t", `${inSet}-${inSet + 1},auto`], script);
+    assert.ok(await waitFile(readyIn!, 30_000), `listener never started: ${await early(p)}`);
+    assert.ok(await waitFile(readyOut!, 10_000), "second listener never started");
+    const reached = json((await sb.run(helper("wait-banner", "127.0.0.1", inSet, 5))).stdout);
+    // Detected in the same scan as the port of the set: had it been taken, it would be bound.
+    const free = json((await sb.run(helper("wait-free", "127.0.0.1", outside, 1))).stdout);
+    for (const f of [stopIn!, stopOut!]) await Deno.writeTextFile(f, "");
+    assert.equal(reached.ok, true, `port ${inSet} of the set: ${JSON.stringify(reached)}`);
+    assert.equal(free.ok, true, `port ${outside}, outside the set, was bound on the host`);
+    const r = await p.result;
+    assert.equal(r.code, 0, show(r));
+  },
+);
+
 // --- fault injection ----------------------------------------------------------------------
 
 transportTest("malformed TCP segments and a SYN flood: pasta keeps serving", [
