@@ -39,6 +39,12 @@
  *   permutes, so "passt foo --bogus" complains about --bogus first);
  * - --help and --version are returned to the caller, which prints to stdout and exits 0
  *   (upstream behaviour; the Debian build prints help to stderr and exits 1).
+ * - options of the 2026 manual: --stats without -f is refused whatever the order (C
+ *   only sees a -f given before it); -H and --fqdn must be DNS names of at most 253
+ *   bytes (C only limits the length); --dns-host may be given once per IP version;
+ *   -a ADDR/LEN together with -n is refused in either order, as upstream says;
+ *   "-t 22 -t all" is still refused (C adds both); the vhost-user and migration
+ *   options are parsed here and refused by main.ts.
  */
 
 import {

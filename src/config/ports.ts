@@ -214,14 +214,15 @@ export class PortTableBuilder {
     let bindAddr: Uint8Array | undefined;
     let bindIfname: string | undefined;
     let list = spec;
-    // The bind part ends at the first '/' outside brackets and before any ':' target.
-    const firstColon = spec.search(/[0-9]:|l:/); // "PORT:" or "all:" starts a target
+    // "ADDR[%IF]/", "%IF/" or "*[%IF]/" in front; in "5000:192.0.2.5/6000" the first
+    // '/' is the target's: what precedes it has a ':' and is no address.
     let slash = spec.indexOf("/");
-    if (slash >= 0 && firstColon >= 0 && firstColon < slash && !spec.startsWith("[")) {
-      // "5000:192.0.2.5/6000": the slash is the target's, unless the head is an address.
+    if (slash >= 0) {
       const head = spec.slice(0, slash);
-      const percent = head.indexOf("%");
-      if (parseIp(percent >= 0 ? head.slice(0, percent) : head) === undefined) slash = -1;
+      const addr = head.split("%")[0]!;
+      const bare = addr.startsWith("[") && addr.endsWith("]") ? addr.slice(1, -1) : addr;
+      const target = head.includes(":") && !head.startsWith("[") && addr !== "*";
+      if (target && parseIp(bare) === undefined) slash = -1;
     }
     if (slash >= 0) {
       if (!this.#allowBind) {
