@@ -105,6 +105,25 @@ export function linkLocalFor(mac: Uint8Array): Uint8Array {
 }
 
 const LOOPBACK4 = new Uint8Array([127, 0, 0, 1]);
+const LOOPBACK6 = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
+/** A version with no host interface, for --splice-only: loopback, nothing to announce. */
+function loopbackOnlyFamily(address: Uint8Array, prefixLength: number): FamilyPlan {
+  return {
+    hostIfname: "lo",
+    hostIfindex: 1,
+    address: address.slice(),
+    prefixLength,
+    gateway: undefined,
+    hostAddresses: [],
+    hostRoutes: [],
+    mapHostLoopback: undefined,
+    mapGuestAddr: undefined,
+    dnsForward: undefined,
+    dns: [],
+    resolvers: [],
+  };
+}
 
 function classfulPrefix(addr: Uint8Array): number {
   const first = addr[0]!;
@@ -223,6 +242,14 @@ export function planNetwork(config: Config, host: HostInfo, resolv: ResolvConf):
     }
   }
 
+  if (config.mode === "pasta" && config.spliceOnly) {
+    // --splice-only forwards loopback traffic only and has no guest to address: each
+    // version -4/-6 allows is on even without a host interface, as upstream's.
+    if (!config.ipv6Only) ip4 ??= loopbackOnlyFamily(LOOPBACK4, 8);
+    if (!config.ipv4Only) {
+      ip6 ??= { ...loopbackOnlyFamily(LOOPBACK6, 128), ourLinkLocal: linkLocalFor(ourMac) };
+    }
+  }
   if (ip4 === undefined && ip6 === undefined) {
     throw new Error("no IPv4 or IPv6 address to hand out: give one with -a, or check the host");
   }
