@@ -178,6 +178,7 @@ export const Errno = {
   EPIPE: 32,
   ERANGE: 34,
   ENOSYS: 38,
+  EMSGSIZE: 90,
   ENOPROTOOPT: 92,
   EOPNOTSUPP: 95,
   EAFNOSUPPORT: 97,

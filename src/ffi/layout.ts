@@ -77,6 +77,7 @@ export const SO = {
   LINGER: 13,
   REUSEPORT: 15,
   RCVLOWAT: 18,
+  RCVTIMEO: 20,
   SNDBUFFORCE: 32,
   RCVBUFFORCE: 33,
   BINDTODEVICE: 25,
@@ -139,6 +140,8 @@ export const MSG = {
   NOSIGNAL: 0x4000,
   MORE: 0x8000,
   WAITFORONE: 0x10000,
+  CTRUNC: 0x8,
+  CMSG_CLOEXEC: 0x40000000,
 } as const;
 
 /** shutdown(2) directions. */
@@ -328,7 +331,7 @@ export const POSIX_SPAWN = {
 } as const;
 
 /** mmap/mprotect constants. */
-export const MAP = { PRIVATE: 0x02, ANONYMOUS: 0x20, STACK: 0x20000 } as const;
+export const MAP = { SHARED: 0x01, PRIVATE: 0x02, ANONYMOUS: 0x20, STACK: 0x20000 } as const;
 /** Memory protection bits. */
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 
@@ -404,6 +407,13 @@ export const MSGHDR = {
   controllen: 40,
   flags: 48,
 } as const;
+
+/** struct cmsghdr: cmsg_len (u64) @0, level @8, type @12, data @16. */
+export const CMSGHDR = { len: 0, level: 8, type: 12, data: 16 } as const;
+/** SOL_SOCKET control message types. */
+export const SCM = { RIGHTS: 1 } as const;
+/** memfd_create(2) flags. */
+export const MFD = { CLOEXEC: 1 } as const;
 
 /** struct mmsghdr: a msghdr followed by msg_len (u32) @56; 64 bytes. */
 export const MMSGHDR = { size: 64, len: 56 } as const;

@@ -229,7 +229,7 @@ const symbols = {
   /* void _exit(int status) */
   _exit: { parameters: ["i32"], result: "void" },
 
-  // --- memory (for the clone entry stub) -----------------------------------------
+  // --- memory (stubs; vhost-user guest memory) --------------------------------------
   /* void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) */
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   /* int madvise(void *addr, size_t len, int advice) */
@@ -238,6 +238,16 @@ const symbols = {
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   /* int munmap(void *addr, size_t len) */
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  /* void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off), address as u64 */
+  mmap_addr: {
+    name: "mmap",
+    parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"],
+    result: "usize",
+  },
+  /* int munmap(void *addr, size_t len), address as u64 */
+  munmap_addr: { name: "munmap", parameters: ["usize", "usize"], result: "i32" },
+  /* int memfd_create(const char *name, unsigned int flags) */
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
 
   // --- users, names, system logger ------------------------------------------------
   /* struct passwd *getpwnam(const char *name) */

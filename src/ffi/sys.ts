@@ -21,6 +21,7 @@ import {
   AF,
   CAP,
   CLOCK,
+  CMSGHDR,
   DIRENT64,
   EPOLL_EVENT_DATA_OFFSET,
   EPOLL_EVENT_SIZE,
@@ -29,10 +30,15 @@ import {
   IFREQ_SIZE,
   IOVEC_SIZE,
   ITIMERSPEC_SIZE,
+  MAP,
+  MSG,
+  MSGHDR,
   O,
   PASSWD,
   POSIX_SPAWN,
+  PROT,
   RLIMIT_SIZE,
+  SCM,
   SIG_HOW,
   SIGSET_SIZE,
   SOCKADDR_IN6_SIZE,
@@ -1173,5 +1179,133 @@ export function posixSpawn(
  */
 export function madvise(start: number, length: number, advice: number): number {
   const r = c.madvise(Deno.UnsafePointer.create(BigInt(start)), sizeT(length), advice);
+  return r < 0 ? -lastErrno() : r;
+}
+
+// --- shared memory and descriptor passing (vhost-user) --------------------------------
+
+/** A mapping made by `mmapShared`: its address and the bytes over it. */
+export interface SharedMapping {
+  /** Address of the first byte (below 2^53). */
+  readonly address: number;
+  /** Length in bytes. */
+  readonly length: number;
+  /** The mapped bytes; unusable after `munmapShared`. */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * mmap(2) `length` bytes of `fd` from file offset 0, shared, readable and writable.
+ * Throws on failure (setup time: a vhost-user memory table).
+ */
+export function mmapShared(fd: number, length: number, what?: string): SharedMapping {
+  const r = c.mmap_addr(null, sizeT(length), PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0n);
+  const address = typeof r === "bigint" ? Number(BigInt.asIntN(64, r)) : r;
+  if (address === -1 || address < 0) fail("mmap", what);
+  const pointer = Deno.UnsafePointer.create(BigInt(address));
+  if (pointer === null) throw new SysError("mmap", Errno.EINVAL, what);
+  const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, length));
+  return { address, length, bytes };
+}
+
+/**
+ * munmap(2) a mapping made by `mmapShared`. Every view over its bytes must be
+ * dropped first: touching them afterwards faults. Returns 0 or -errno.
+ */
+export function munmapShared(mapping: SharedMapping): number {
+  const r = c.munmap_addr(sizeT(mapping.address), sizeT(mapping.length));
+  return r < 0 ? -lastErrno() : r;
+}
+
+/** memfd_create(2). Throws on failure. */
+export function memfdCreate(name: string, flags: number): number {
+  return checked("memfd_create", c.memfd_create(cString(name), flags));
+}
+
+/** The most descriptors one `recvWithFds`/`sendWithFds` message carries. */
+export const FDS_PER_MESSAGE_MAX = 8;
+const FDS_CONTROL_SIZE = CMSGHDR.data + FDS_PER_MESSAGE_MAX * 4;
+const fdsMsghdr = pinnedBuffer(MSGHDR.size);
+const fdsIov = pinnedBuffer(IOVEC_SIZE);
+const fdsControl = pinnedBuffer(FDS_CONTROL_SIZE);
+
+function prepareFdsMsghdr(buf: Uint8Array<ArrayBuffer>, len: number, controlLen: number): void {
+  const m = new DataView(fdsMsghdr.buffer);
+  const iov = new DataView(fdsIov.buffer);
+  fdsMsghdr.fill(0);
+  setIovec(iov, 0, addressOf(buf), len);
+  m.setBigUint64(MSGHDR.iov, addressOf(fdsIov), true);
+  m.setBigUint64(MSGHDR.iovlen, 1n, true);
+  m.setBigUint64(MSGHDR.control, addressOf(fdsControl), true);
+  m.setBigUint64(MSGHDR.controllen, BigInt(controlLen), true);
+}
+
+/**
+ * recvmsg(2) up to `len` bytes into `buf`, with any SCM_RIGHTS descriptors (close-
+ * on-exec) stored in `fds` (the rest of it set to -1). Returns the byte count, or
+ * -errno; -EMSGSIZE if the control data was cut (the descriptors that did arrive
+ * are closed). Control path: it may allocate.
+ */
+export function recvWithFds(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  len: number,
+  fds: Int32Array,
+): number {
+  fds.fill(-1);
+  fdsControl.fill(0);
+  prepareFdsMsghdr(buf, len, FDS_CONTROL_SIZE);
+  const r = c.recvmsg(fd, fdsMsghdr, MSG.CMSG_CLOEXEC);
+  if (r < 0) return -lastErrno();
+  const m = new DataView(fdsMsghdr.buffer);
+  const controlLen = Number(m.getBigUint64(MSGHDR.controllen, true));
+  const ctl = new DataView(fdsControl.buffer);
+  let n = 0;
+  if (controlLen >= CMSGHDR.data) {
+    const cmsgLen = Number(ctl.getBigUint64(CMSGHDR.len, true));
+    if (
+      ctl.getInt32(CMSGHDR.level, true) === SOL.SOCKET &&
+      ctl.getInt32(CMSGHDR.type, true) === SCM.RIGHTS && cmsgLen <= FDS_CONTROL_SIZE
+    ) {
+      const count = Math.floor((cmsgLen - CMSGHDR.data) / 4);
+      for (; n < count && n < fds.length; n++) {
+        fds[n] = ctl.getInt32(CMSGHDR.data + 4 * n, true);
+      }
+      for (let i = n; i < count; i++) c.close(ctl.getInt32(CMSGHDR.data + 4 * i, true));
+    }
+  }
+  if ((m.getInt32(MSGHDR.flags, true) & MSG.CTRUNC) !== 0) {
+    for (let i = 0; i < n; i++) c.close(fds[i] ?? -1);
+    fds.fill(-1);
+    return -Errno.EMSGSIZE;
+  }
+  return r;
+}
+
+/**
+ * sendmsg(2) `len` bytes of `buf` with `fds` (at most FDS_PER_MESSAGE_MAX) as
+ * SCM_RIGHTS. Returns the byte count or -errno. Control path (and tests).
+ */
+export function sendWithFds(
+  fd: number,
+  buf: Uint8Array<ArrayBuffer>,
+  len: number,
+  fds: readonly number[],
+): number {
+  if (fds.length > FDS_PER_MESSAGE_MAX) return -Errno.EINVAL;
+  fdsControl.fill(0);
+  const dataLen = fds.length * 4;
+  const space = fds.length === 0 ? 0 : CMSGHDR.data + ((dataLen + 7) & ~7);
+  prepareFdsMsghdr(buf, len, space);
+  if (fds.length === 0) {
+    new DataView(fdsMsghdr.buffer).setBigUint64(MSGHDR.control, 0n, true);
+  } else {
+    const ctl = new DataView(fdsControl.buffer);
+    ctl.setBigUint64(CMSGHDR.len, BigInt(CMSGHDR.data + dataLen), true);
+    ctl.setInt32(CMSGHDR.level, SOL.SOCKET, true);
+    ctl.setInt32(CMSGHDR.type, SCM.RIGHTS, true);
+    fds.forEach((d, i) => ctl.setInt32(CMSGHDR.data + 4 * i, d, true));
+  }
+  const r = c.sendmsg(fd, fdsMsghdr, MSG.NOSIGNAL);
   return r < 0 ? -lastErrno() : r;
 }
