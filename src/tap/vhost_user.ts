@@ -104,6 +104,8 @@ const NET_HDR_LEGACY_SIZE = 10;
 export const CONTROL_TIMEOUT_MS = 1000;
 /** Chains taken per kick, at most: the rest waits for the next loop turn. */
 const TX_CHAINS_PER_DRAIN = 256;
+/** Batches taken per kick, at most (a guest that never stops sending can't hold the loop). */
+const TX_DRAINS_PER_KICK = 16;
 /** Receive chains one frame may take, at most (64 KiB in 1 KiB buffers). */
 const RX_CHAINS_PER_FRAME = 80;
 
@@ -208,9 +210,9 @@ export class VhostUserTap extends FrameArena {
 
   #resetDevice(): void {
     this.queues.forEach((q, i) => {
-      const old = q.kickFd;
+      // The owner stops watching the kick descriptor before it is closed.
+      if (q.kickFd >= 0) this.#events.kickChanged(i, -1, q.kickFd);
       q.reset();
-      if (old >= 0) this.#events.kickChanged(i, -1, old);
     });
     this.memory.clear();
     this.features = 0n;
@@ -460,7 +462,11 @@ export class VhostUserTap extends FrameArena {
     const q = this.queues[queue];
     if (q === undefined || q.kickFd < 0) return;
     sys.read(q.kickFd, this.#kickCount, 8);
-    if (queue === TX_QUEUE) this.drainTx();
+    if (queue !== TX_QUEUE) return;
+    // The kick is cleared: take what is there now, in bounded batches.
+    for (let batch = 0; batch < TX_DRAINS_PER_KICK; batch++) {
+      if (this.drainTx() < TX_CHAINS_PER_DRAIN) break;
+    }
   }
 
   /**
