@@ -98,6 +98,8 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
     "socket-path",
     "fd",
     "one-off",
+    "vhost-user",
+    "print-capabilities",
   ]),
   pasta: new Set([
     ...COMMON_SUPPORTED,
@@ -122,13 +124,12 @@ export const SUPPORTED_OPTIONS: Readonly<Record<Mode, ReadonlySet<string>>> = {
 };
 
 /**
- * Options of the 2026 manual that belong to vhost-user and live migration, which this
- * implementation does not have: always refused, with a message saying so, rather than
- * accepted and ignored (a hypervisor would otherwise expect a vhost-user back-end).
+ * Options of the 2026 manual that belong to live migration of a vhost-user guest,
+ * which this implementation does not have: always refused, with a message saying
+ * so, rather than accepted and ignored (a hypervisor would otherwise migrate a guest
+ * whose connections could not follow it).
  */
 export const REFUSED_OPTIONS: ReadonlySet<string> = new Set([
-  "vhost-user",
-  "print-capabilities",
   "repair-path",
   "migrate-exit",
   "migrate-no-linger",
@@ -138,7 +139,7 @@ export const REFUSED_OPTIONS: ReadonlySet<string> = new Set([
 function unsupportedOption(config: Config): string | undefined {
   for (const name of config.given) {
     if (REFUSED_OPTIONS.has(name)) {
-      return `--${name}: not supported (no vhost-user or migration in this implementation)`;
+      return `--${name}: not supported (no live migration in this implementation)`;
     }
     if (SUPPORTED_OPTIONS[config.mode].has(name)) continue;
     return `--${name}: not supported yet`;
@@ -184,6 +185,11 @@ function run(mode: Mode, args: readonly string[]): number {
     return 0;
   }
   const config = parsed.config;
+  if (config.given.has("print-capabilities")) {
+    // The vhost-user back-end convention (libvirt reads it): a JSON object, then exit.
+    printTo(1, '{\n  "type": "net"\n}');
+    return 0;
+  }
 
   const unsupported = unsupportedOption(config);
   if (unsupported !== undefined) {

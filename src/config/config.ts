@@ -210,6 +210,8 @@ export interface PasstConfig extends CommonConfig {
   readonly fd: number | undefined;
   /** -1, or implied by -F. */
   readonly oneOff: boolean;
+  /** --vhost-user: the socket speaks vhost-user, the guest's memory is shared. */
+  readonly vhostUser: boolean;
 }
 
 /** What pasta attaches to: a new namespace running a command, a PID's, or a named one. */

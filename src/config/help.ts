@@ -200,8 +200,14 @@ const ENTRIES: readonly HelpEntry[] = [
   entry(
     PASST,
     "--vhost-user",
-    "vhost-user and migration are not supported: this",
-    "option, --print-capabilities, --repair-path PATH,",
+    "Speak vhost-user on the -s socket: qemu shares",
+    "the guest's memory (-netdev vhost-user)",
+  ),
+  entry(PASST, "--print-capabilities", "Print the vhost-user back-end capabilities", "(JSON)"),
+  entry(
+    PASST,
+    "--repair-path PATH",
+    "Live migration is not supported: this option,",
     "--migrate-exit and --migrate-no-linger are refused",
   ),
   entry(

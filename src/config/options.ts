@@ -43,8 +43,8 @@
  *   only sees a -f given before it); -H and --fqdn must be DNS names of at most 253
  *   bytes (C only limits the length); --dns-host may be given once per IP version;
  *   -a ADDR/LEN together with -n is refused in either order, as upstream says;
- *   "-t 22 -t all" is still refused (C adds both); the vhost-user and migration
- *   options are parsed here and refused by main.ts.
+ *   "-t 22 -t all" is still refused (C adds both); the migration options are
+ *   parsed here and refused by main.ts; --print-capabilities is acted on by main.ts.
  */
 
 import {
@@ -777,6 +777,7 @@ export function parseCommandLine(mode: Mode, args: readonly string[]): ParseResu
       socketPath,
       fd,
       oneOff: flags.has("one-off") || fd !== undefined,
+      vhostUser: flags.has("vhost-user"),
     };
     return { action: "run", config: deepFreeze(config) };
   }
