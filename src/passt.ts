@@ -17,6 +17,7 @@
  * -f). The socket file is removed at exit.
  */
 import type { PasstConfig } from "./config/config.ts";
+import type { NetworkPlan } from "./config/network.ts";
 import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "./datapath.ts";
 import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
@@ -36,6 +37,7 @@ import {
   removePasstListener,
 } from "./tap/passt_socket.ts";
 import { StreamRead, StreamTap } from "./tap/stream.ts";
+import { VhostRead, VhostUserTap } from "./tap/vhost_user.ts";
 
 /** fcntl commands for the -F descriptor's status flags. */
 const F_GETFL = 3;
@@ -61,6 +63,8 @@ export function runPasst(config: PasstConfig): number {
     log.err(`--fd: ${config.fd} is not an open descriptor`);
     return 1;
   }
+
+  if (config.vhostUser) return runVhostUser(config, plan, listener);
 
   let clientKind = -1;
   let dp: DataPath;
@@ -121,17 +125,55 @@ export function runPasst(config: PasstConfig): number {
     }
   });
 
+  return serveClients(config, plan, dp, listener, {
+    connected: () => tap.fd >= 0,
+    attach,
+    close: () => {
+      if (tap.fd >= 0) {
+        const fd = tap.fd;
+        tap.detach();
+        sys.close(fd);
+      }
+    },
+    hint: qemuHint,
+  });
+}
+
+/** The client side of one passt: the connection to qemu, whatever it speaks. */
+interface ClientSide {
+  /** A client is connected. */
+  connected(): boolean;
+  /** Serve the connected socket `fd` (taken over). */
+  attach(fd: number): void;
+  /** Close the client's connection, if any (at exit). */
+  close(): void;
+  /** How to start qemu against the socket at `path`, as log lines. */
+  hint(path: string): string[];
+}
+
+/**
+ * What both kinds of passt do once their data path is made: accept clients on the
+ * listener, handle signals, isolate, announce readiness and run the loop.
+ */
+function serveClients(
+  config: PasstConfig,
+  plan: NetworkPlan,
+  dp: DataPath,
+  listener: PasstListener | undefined,
+  client: ClientSide,
+): number {
+  const loop = dp.loop;
   if (listener !== undefined) {
     const listenKind = loop.defineKind("passt-listen", (_index, _events, fd) => {
-      const client = sys.accept(fd, SOCK.CLOEXEC | SOCK.NONBLOCK);
-      if (client < 0) return;
-      if (tap.fd >= 0) {
+      const accepted = sys.accept(fd, SOCK.CLOEXEC | SOCK.NONBLOCK);
+      if (accepted < 0) return;
+      if (client.connected()) {
         log.warn("a client is already connected: refusing another connection");
-        sys.close(client);
+        sys.close(accepted);
         return;
       }
       log.info("accepted a connection from the client");
-      attach(client);
+      client.attach(accepted);
     });
     const r = loop.add(listener.fd, listenKind, 0, EPOLL.IN);
     if (r < 0) throw new sys.SysError("epoll_ctl", -r, "listening socket");
@@ -150,16 +192,12 @@ export function runPasst(config: PasstConfig): number {
 
   dp.start();
   for (const line of startupSummary(plan)) log.info(line);
-  if (listener !== undefined) { for (const line of qemuHint(listener.path)) log.info(line); }
-  if (config.fd !== undefined) attach(config.fd);
+  if (listener !== undefined) { for (const line of client.hint(listener.path)) log.info(line); }
+  if (config.fd !== undefined) client.attach(config.fd);
 
   const stop = () => {
     dp.close();
-    if (tap.fd >= 0) {
-      const fd = tap.fd;
-      tap.detach();
-      sys.close(fd);
-    }
+    client.close();
     if (listener !== undefined) removePasstListener(listener);
     loop.close();
   };
@@ -182,6 +220,96 @@ export function runPasst(config: PasstConfig): number {
   const status = loop.run();
   stop();
   return status;
+}
+
+/**
+ * passt --vhost-user: the client speaks vhost-user (tap/vhost_user.ts). Its
+ * control socket, and each queue's kick eventfd, are watched in the loop; frames
+ * from the guest go to the ingress on a kick, frames towards it are written into
+ * its receive queue at the end of each loop turn, like the stream's output.
+ */
+function runVhostUser(
+  config: PasstConfig,
+  plan: NetworkPlan,
+  listener: PasstListener | undefined,
+): number {
+  let dp: DataPath;
+  let controlKind = -1;
+  let kickKind = -1;
+  const tap = new VhostUserTap((frame) => dp.handleFrame(frame), {
+    kickChanged: (queue, fd, old) => {
+      if (old >= 0) dp.loop.remove(old);
+      if (fd >= 0 && dp.loop.add(fd, kickKind, queue, EPOLL.IN) < 0) {
+        log.warn(`cannot watch the kick descriptor of queue ${queue}`);
+      }
+    },
+  });
+  try {
+    dp = startDataPath(config, plan, tap, undefined);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    if (listener !== undefined) removePasstListener(listener);
+    return 1;
+  }
+  const loop = dp.loop;
+
+  const disconnect = (why: string) => {
+    const fd = tap.fd;
+    if (fd < 0) return;
+    loop.remove(fd);
+    tap.detach();
+    const tcp = dp.tcp?.resetAll() ?? 0;
+    const udp = dp.udp?.closeFlows() ?? 0;
+    if (tcp + udp > 0) log.info(`${why}: ${tcp} TCP connections reset, ${udp} UDP flows closed`);
+    if (config.oneOff) {
+      log.info(`${why}: exiting (one-off)`);
+      loop.stop(0);
+    } else {
+      log.info(`${why}: waiting for the next client`);
+    }
+  };
+
+  controlKind = loop.defineKind("vhost-user", (_index, events, fd) => {
+    if (fd !== tap.fd) return;
+    if ((events & EPOLL.IN) !== 0) {
+      const r = tap.handleMessage();
+      if (r === VhostRead.Closed) return disconnect("client closed the connection");
+      if (r === VhostRead.Bad) {
+        log.err("vhost-user: malformed message from the front-end: closing the connection");
+        return disconnect("connection closed");
+      }
+      return;
+    }
+    if ((events & (EPOLL.RDHUP | EPOLL.HUP | EPOLL.ERR)) !== 0) disconnect("client went away");
+  });
+  kickKind = loop.defineKind("vhost-kick", (queue) => tap.kicked(queue));
+
+  return serveClients(config, plan, dp, listener, {
+    connected: () => tap.fd >= 0,
+    attach: (fd) => {
+      if (loop.add(fd, controlKind, 0, CLIENT_EVENTS) < 0) {
+        log.err("cannot watch the vhost-user socket");
+        sys.close(fd);
+        return;
+      }
+      tap.attach(fd);
+    },
+    close: () => tap.detach(),
+    hint: vhostUserHint,
+  });
+}
+
+/** How to start qemu against a vhost-user socket at `path`. */
+function vhostUserHint(path: string): string[] {
+  return [
+    `UNIX domain socket bound at ${path} (vhost-user)`,
+    "You can now start qemu (>= 7.2), for example:",
+    "    qemu-system-$(uname -m) ... -m 4G " +
+    "-object memory-backend-memfd,id=memfd0,share=on,size=4G " +
+    "-numa node,memdev=memfd0 " +
+    `-chardev socket,id=chr0,path=${path} ` +
+    "-netdev vhost-user,id=netdev0,chardev=chr0 -device virtio-net,netdev=netdev0",
+  ];
 }
 
 /** Set O_NONBLOCK on `fd`; false if it is not an open descriptor. */
