@@ -66,7 +66,7 @@ const MANUAL_OPTIONS: Record<Mode, string[]> = {
     "socket",
     "fd",
     "one-off",
-    // from the 2026 manual: the long name, and vhost-user and migration (refused)
+    // from the 2026 manual: the long name, vhost-user, and migration (refused)
     "socket-path",
     "vhost-user",
     "print-capabilities",
@@ -335,6 +335,11 @@ const VALID: Valid[] = [
   ["passt", ["-s", "/tmp/s", "-F", "7"], { fd: 7, socketPath: undefined }],
   ["passt", ["-1"], { oneOff: true }],
   ["passt", ["--one-off"], { oneOff: true }],
+  ["passt", [], { vhostUser: false }],
+  ["passt", ["--vhost-user", "-s", "/tmp/vu.sock"], {
+    vhostUser: true,
+    socketPath: "/tmp/vu.sock",
+  }],
   // Port forwarding.
   ["passt", ["-t", "22"], { tcpIn: "22", udpIn: "22" }],
   ["passt", ["-t", "2222:22", "-u", "53"], { tcpIn: "2222:22", udpIn: "53" }],
@@ -565,6 +570,7 @@ Deno.test("help and version are reported, in command line order", () => {
   assert.equal(action("pasta", ["--he"]), "help");
   assert.equal(action("passt", ["--version"]), "version");
   assert.equal(action("pasta", ["-d", "--vers"]), "version");
+  assert.throws(() => parseCommandLine("pasta", ["--print-capabilities"]), /passt mode only/);
   assert.equal(action("passt", ["--help", "--bogus"]), "help");
   assert.equal(action("passt", ["-h", "-m", "1"]), "help");
   assert.equal(action("pasta", ["cmd", "--help"]), "run"); // the command's own option

@@ -7,7 +7,7 @@
  * q * QUEUE_STRIDE, its available ring 0x4000 on, its used ring 0x8000 on;
  * buffers from BUFFERS_OFFSET.
  */
-import { AF, EFD, MFD, SOCK } from "../../src/ffi/layout.ts";
+import { AF, EFD, MFD, SO, SOCK, SOL } from "../../src/ffi/layout.ts";
 import * as sys from "../../src/ffi/sys.ts";
 import { HEADER_SIZE, VHOST_USER, VHOST_USER_FLAG } from "../../src/tap/vhost_user.ts";
 
@@ -41,8 +41,20 @@ export class FakeFrontEnd {
   readonly kick: number[] = [];
   readonly call: number[] = [];
 
-  constructor() {
-    [this.fd, this.backendFd] = sys.socketpair(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC);
+  /** Flags added to every message (NEED_REPLY, to wait for each one's ack). */
+  flags = 0;
+
+  /**
+   * Over a socketpair whose other end (`backendFd`) goes to a back-end in this
+   * process, or over `connected`, a socket already connected to one elsewhere.
+   */
+  constructor(connected?: number) {
+    if (connected === undefined) {
+      [this.fd, this.backendFd] = sys.socketpair(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC);
+    } else {
+      this.fd = connected;
+      this.backendFd = -1;
+    }
     this.memfd = sys.memfdCreate("guest", MFD.CLOEXEC);
     sys.ftruncate(this.memfd, MEMORY_SIZE);
     this.mapping = sys.mmapShared(this.memfd, MEMORY_SIZE, "test guest memory");
@@ -65,11 +77,27 @@ export class FakeFrontEnd {
     const buf = new Uint8Array(HEADER_SIZE + payload.length);
     const v = new DataView(buf.buffer);
     v.setUint32(0, request, true);
-    v.setUint32(4, VHOST_USER_FLAG.VERSION | flags, true);
+    v.setUint32(4, VHOST_USER_FLAG.VERSION | this.flags | flags, true);
     v.setUint32(8, payload.length, true);
     buf.set(payload, HEADER_SIZE);
     const r = sys.sendWithFds(this.fd, buf, buf.length, fds);
     if (r !== buf.length) throw new Error(`send: ${r}`);
+  }
+
+  /** Connects to a back-end listening at `path` (replies wait at most `timeoutMs`). */
+  static connect(path: string, timeoutMs = 5000): FakeFrontEnd {
+    const fd = sys.socket(AF.UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0);
+    const addr = sys.sockaddrUn(path);
+    if (sys.connect(fd, addr, addr.length) !== 0) {
+      sys.close(fd);
+      throw new Error(`cannot connect to ${path}`);
+    }
+    const tv = new Uint8Array(16);
+    const v = new DataView(tv.buffer);
+    v.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
+    v.setBigInt64(8, BigInt((timeoutMs % 1000) * 1000), true);
+    sys.setsockoptBytes(fd, SOL.SOCKET, SO.RCVTIMEO, tv);
+    return new FakeFrontEnd(fd);
   }
 
   /** Sends bytes as they are (a broken message). */
@@ -156,6 +184,13 @@ export class FakeFrontEnd {
       this.send(request, payload, fds);
       handle();
     }
+  }
+
+  /** Signals queue `q`'s kick eventfd, as the guest's notification would. */
+  kickQueue(q: number): void {
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    sys.write(this.kick[q] ?? -1, one, 8);
   }
 
   /** Writes descriptor `i` of queue `q` (a guest-physical address). */
