@@ -246,6 +246,8 @@ const symbols = {
   },
   /* int munmap(void *addr, size_t len), address as u64 */
   munmap_addr: { name: "munmap", parameters: ["usize", "usize"], result: "i32" },
+  /* void *memcpy(void *dst, const void *src, size_t n), addresses as u64 (result ignored) */
+  memcpy_addr: { name: "memcpy", parameters: ["usize", "usize", "usize"], result: "void" },
   /* int memfd_create(const char *name, unsigned int flags) */
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
 

@@ -1217,6 +1217,15 @@ export function munmapShared(mapping: SharedMapping): number {
   return r < 0 ? -lastErrno() : r;
 }
 
+/**
+ * memcpy(3) of `length` bytes from address `source` to `destination` (numbers,
+ * below 2^53; the ranges must not overlap). Nothing is checked here: the caller
+ * has checked both ranges against the memory they belong to. Allocation-free.
+ */
+export function copyMemory(destination: number, source: number, length: number): void {
+  c.memcpy_addr(sizeT(destination), sizeT(source), sizeT(length));
+}
+
 /** memfd_create(2). Throws on failure. */
 export function memfdCreate(name: string, flags: number): number {
   return checked("memfd_create", c.memfd_create(cString(name), flags));

@@ -165,8 +165,9 @@ export class VhostUserTap extends FrameArena {
   readonly #fds = new Int32Array(sys.FDS_PER_MESSAGE_MAX);
   readonly #reply = sys.pinnedBuffer(HEADER_SIZE + PAYLOAD_MAX);
   readonly #replyView = new DataView(this.#reply.buffer);
-  readonly #linear = new Uint8Array(NET_HDR_SIZE + FRAME_MAX);
+  readonly #linear = sys.pinnedBuffer(NET_HDR_SIZE + FRAME_MAX);
   readonly #linearView = new PacketView(this.#linear, 0);
+  readonly #linearAddress = sys.addressNumber(this.#linear);
   readonly #kickCount = sys.pinnedBuffer(8);
   readonly #rxHeads = new Int32Array(RX_CHAINS_PER_FRAME);
   readonly #rxWritten = new Int32Array(RX_CHAINS_PER_FRAME);
@@ -518,8 +519,8 @@ export class VhostUserTap extends FrameArena {
     let at = 0;
     for (let s = 0; s < q.segmentCount; s++) {
       if (q.segmentWritable[s] !== 0) continue;
-      const bytes = m.bytes[q.segmentRegion[s] ?? -1];
-      if (bytes === undefined) continue;
+      const region = q.segmentRegion[s] ?? -1;
+      if (region < 0 || region >= m.count) continue;
       let offset = q.segmentOffset[s] ?? 0;
       let length = q.segmentLength[s] ?? 0;
       if (skip > 0) {
@@ -529,8 +530,10 @@ export class VhostUserTap extends FrameArena {
         length -= cut;
       }
       if (length === 0) continue;
-      this.#linear.set(bytes.subarray(offset, offset + length), at);
-      at += length;
+      // The chain was checked to fit FRAME_MAX after the header; segments stay in their region.
+      const take = Math.min(length, this.#linear.length - at);
+      sys.copyMemory(this.#linearAddress + at, (m.address[region] ?? 0) + offset, take);
+      at += take;
     }
     this.#linearView.setWindow(0, Math.min(at, frameLength));
     return this.#linearView;
@@ -583,13 +586,14 @@ export class VhostUserTap extends FrameArena {
       let written = 0;
       for (let s = 0; s < q.segmentCount && left > 0; s++) {
         if (q.segmentWritable[s] === 0) continue;
-        const bytes = m.bytes[q.segmentRegion[s] ?? -1];
+        const region = q.segmentRegion[s] ?? -1;
+        const bytes = m.bytes[region];
         if (bytes === undefined) continue;
         let offset = q.segmentOffset[s] ?? 0;
         let room = q.segmentLength[s] ?? 0;
         if (firstRegion < 0) {
           if (room < hdr) break; // the first buffer must hold the header
-          firstRegion = q.segmentRegion[s] ?? -1;
+          firstRegion = region;
           firstOffset = offset;
           bytes.fill(0, offset, offset + hdr);
           offset += hdr;
@@ -598,7 +602,9 @@ export class VhostUserTap extends FrameArena {
           written += hdr;
         }
         const take = Math.min(room, left);
-        if (take > 0) bytes.set(this.arena.subarray(from, from + take), offset);
+        if (take > 0) {
+          sys.copyMemory((m.address[region] ?? 0) + offset, this.arenaAddress + from, take);
+        }
         from += take;
         left -= take;
         written += take;

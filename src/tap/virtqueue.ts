@@ -69,6 +69,8 @@ export class GuestMemory {
   readonly #guestStart = new Float64Array(REGIONS_MAX);
   readonly #userStart = new Float64Array(REGIONS_MAX);
   readonly #size = new Float64Array(REGIONS_MAX);
+  /** Each region's address in our process (for copies through memcpy). */
+  readonly address = new Float64Array(REGIONS_MAX);
   /** Each region's bytes (index by region). */
   readonly bytes: Uint8Array[] = [];
   /** A little-endian accessor per region. */
@@ -96,6 +98,7 @@ export class GuestMemory {
     this.#guestStart[i] = guestAddress;
     this.#userStart[i] = userAddress;
     this.#size[i] = bytes.length;
+    this.address[i] = sys.addressNumber(bytes);
     this.bytes[i] = bytes;
     this.data[i] = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.views[i] = new PacketView(bytes, 0);
