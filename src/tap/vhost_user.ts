@@ -35,6 +35,7 @@
  */
 import { SO, SOL } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
 import { FRAME_MAX } from "../protocols/ethernet.ts";
 import { PacketView } from "../protocols/packet.ts";
 import { FrameArena, OUT_SLOTS, SLOT_SIZE } from "./arena.ts";
@@ -67,6 +68,12 @@ export const VHOST_USER = {
   SET_CONFIG: 25,
   RESET_DEVICE: 34,
 } as const;
+
+/** A request's name, for the debug log. */
+function requestName(request: number): string {
+  for (const [name, value] of Object.entries(VHOST_USER)) if (value === request) return name;
+  return `request ${request}`;
+}
 
 /** Header flags: the version (1) in bits 0–1, a reply, a reply wanted. */
 export const VHOST_USER_FLAG = { VERSION: 1, REPLY: 0x4, NEED_REPLY: 0x8 } as const;
@@ -239,6 +246,10 @@ export class VhostUserTap extends FrameArena {
       ok = got === size;
     }
     let result: VhostRead = VhostRead.Bad;
+    if (log.debugging) {
+      const withFds = fds.filter((fd) => fd >= 0).length;
+      log.debug(`vhost-user: ${requestName(request)}, ${size} bytes, ${withFds} descriptors`);
+    }
     if (ok) {
       this.stats.messages++;
       result = this.#dispatch(request, flags, size, fds);

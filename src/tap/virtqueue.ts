@@ -43,6 +43,7 @@
  */
 import type { SharedMapping } from "../ffi/sys.ts";
 import * as sys from "../ffi/sys.ts";
+import { log } from "../log.ts";
 import { PacketView } from "../protocols/packet.ts";
 
 /** The most memory regions a front-end may share (VHOST_MEMORY_BASELINE_NREGIONS). */
@@ -286,19 +287,19 @@ export class SplitQueue {
   pop(): number {
     if (!this.ready) return POP_BROKEN;
     const ad = this.memory.data[this.#availRegion];
-    if (ad === undefined) return this.#break();
+    if (ad === undefined) return this.#break("no available ring");
     const availIndex = ad.getUint16(this.#availOffset + 2, true);
     const pending = (availIndex - this.lastAvail) & 0xffff;
     if (pending === 0) return POP_EMPTY;
     if (pending > this.num) {
       this.stats.indexJumps++;
-      return this.#break();
+      return this.#break(`available index jumped by ${pending}`);
     }
     const head = ad.getUint16(this.#availOffset + 4 + 2 * (this.lastAvail & (this.num - 1)), true);
     this.lastAvail = (this.lastAvail + 1) & 0xffff;
     if (head >= this.num) {
       this.stats.badHeads++;
-      return this.#break();
+      return this.#break(`chain head ${head} outside the table`);
     }
     this.stats.chains++;
     this.head = head;
@@ -309,8 +310,10 @@ export class SplitQueue {
     return head;
   }
 
-  #break(): number {
+  #break(why: string): number {
     this.broken = true;
+    // A guest's doing, counted in stats: debug level, as for any bad frame.
+    if (log.debugging) log.debug(`virtqueue: ${why}: the queue stops`);
     if (this.errFd >= 0) sys.write(this.errFd, this.#one, 8);
     return POP_BROKEN;
   }
