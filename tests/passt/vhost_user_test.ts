@@ -71,7 +71,13 @@ function transmit(fe: FakeFrontEnd, head: number, frame: Uint8Array): void {
 /** Offers `count` receive buffers of 2 KiB. */
 function offerReceiveBuffers(fe: FakeFrontEnd, count: number): void {
   for (let i = 0; i < count; i++) {
-    fe.desc(RX_QUEUE, i, GUEST_BASE + BUFFERS_OFFSET + 0x40000 + i * 0x800, 0x800, 2);
+    fe.desc(
+      RX_QUEUE,
+      i,
+      GUEST_BASE + BUFFERS_OFFSET + 0x40000 + i * 0x800,
+      0x800,
+      VIRTQ_DESC_F.WRITE,
+    );
     fe.offer(RX_QUEUE, NUM, i);
   }
 }
