@@ -375,6 +375,17 @@ export const IFF = {
   MULTI_QUEUE: 0x0100,
 } as const;
 
+/** TUNSETOFFLOAD flags: what the reader of a tap device takes in virtio-net frames. */
+export const TUN_F = {
+  CSUM: 0x01,
+  TSO4: 0x02,
+  TSO6: 0x04,
+  TSO_ECN: 0x08,
+  UFO: 0x10,
+  USO4: 0x20,
+  USO6: 0x40,
+} as const;
+
 /** Size of struct ifreq in bytes; the name occupies the first IFNAMSIZ bytes. */
 export const IFREQ_SIZE = 40;
 /** Maximum interface name length including the terminating NUL. */

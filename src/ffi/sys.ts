@@ -567,6 +567,12 @@ export function tryIoctl(fd: number, request: bigint, arg: Uint8Array<ArrayBuffe
   return r < 0 ? -lastErrno() : r;
 }
 
+/** ioctl(2) with an integer argument: the result or -errno (optional settings). */
+export function tryIoctlInt(fd: number, request: number, arg: number): number {
+  const r = c.ioctl_int(fd, BigInt(request), BigInt(arg));
+  return r < 0 ? -lastErrno() : r;
+}
+
 /** ioctl(2) with an integer argument. Throws on failure. */
 export function ioctlInt(fd: number, request: number, arg: number, what?: string): number {
   return checked("ioctl", c.ioctl_int(fd, BigInt(request), BigInt(arg)), what);

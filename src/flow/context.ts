@@ -26,6 +26,25 @@ export interface FrameOutput {
    * one `next()` returns now), for socket reads straight into frames.
    */
   slotAddress(j: number, offset: number): number;
+  /**
+   * Whether frames may leave their TCP/UDP checksum to the kernel: such a frame
+   * holds only the pseudo-header sum in the checksum field (`l4PartialV4`/`V6`)
+   * and is queued with `queueOffloaded`. Fixed for the life of a turn.
+   */
+  readonly checksumOffload: boolean;
+  /**
+   * Whether a TCP frame queued with `queueOffloaded` may carry more payload than
+   * one segment (up to 64 KiB of frame): the kernel cuts it into segments of the
+   * size given, or hands it over whole. Only with `checksumOffload`.
+   */
+  readonly segmentOffload: boolean;
+  /**
+   * Queue the frame of `length` bytes just built at `next()`'s window, whose
+   * TCP or UDP checksum the kernel completes (see `checksumOffload`);
+   * `segmentSize` (bytes of TCP payload per segment) when its payload is larger
+   * than one segment (see `segmentOffload`), otherwise 0.
+   */
+  queueOffloaded(length: number, segmentSize: number): void;
 }
 
 /** A handler for one transport protocol of frames coming from the guest. */

@@ -21,7 +21,8 @@
 import type { PastaConfig } from "../config/config.ts";
 import { formatIp } from "../addr.ts";
 import type { FamilyPlan, NetworkPlan } from "../config/network.ts";
-import { AF, SOCK } from "../ffi/layout.ts";
+import { AF, IFF, SOCK } from "../ffi/layout.ts";
+import { negotiateOffloads } from "../tap/tap.ts";
 import {
   addAddress,
   addRoute,
@@ -55,6 +56,10 @@ export interface NamespaceTap {
   readonly mac: Uint8Array | undefined;
   /** Its IPv6 link-local address (16 bytes), if it has one yet. */
   readonly linkLocal6: Uint8Array | undefined;
+  /** Whether it was opened with IFF_VNET_HDR: frames carry a virtio_net_hdr. */
+  readonly vnetHeader: boolean;
+  /** With vnetHeader: the TUN_F_* offloads the kernel accepted (`negotiateOffloads`). */
+  readonly offloads: number;
 }
 
 /** The default MTU of the tap device when --config-net sets it up (bytes). */
@@ -93,7 +98,17 @@ export function setUpNamespace(
     if (loopback !== undefined) setLinkUp(nl, loopback.index);
 
     const wanted = config.nsIfname ?? plan.ip4?.hostIfname ?? plan.ip6?.hostIfname ?? "tap0";
-    const tap = ns.openTap(wanted);
+    // With virtio headers where the kernel allows them (offloads), else without.
+    let tap: { fd: number; name: string };
+    let vnetHeader = true;
+    try {
+      tap = ns.openTap(wanted, IFF.VNET_HDR);
+    } catch (e) {
+      log.debug(`tap: IFF_VNET_HDR refused (${e instanceof Error ? e.message : e}), without`);
+      tap = ns.openTap(wanted);
+      vnetHeader = false;
+    }
+    const offloads = vnetHeader ? negotiateOffloads(tap.fd) : 0;
     const link = dumpLinks(nl).find((l) => l.name === tap.name);
     if (link === undefined) throw new Error(`tap device ${tap.name} vanished`);
     const ifindex = link.index;
@@ -127,6 +142,8 @@ export function setUpNamespace(
       ifindex,
       mac: mac?.length === 6 ? mac.slice() : undefined,
       linkLocal6: plan.ip6 === undefined ? undefined : linkLocalAddresses(nl, ifindex)[0]?.address,
+      vnetHeader,
+      offloads,
     };
   } finally {
     closeNetlink(nl);

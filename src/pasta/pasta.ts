@@ -279,7 +279,9 @@ function startWorker(config: PastaConfig, plan: NetworkPlan, netnsPath: string):
   }
   if (config.spliceOnly) setUpLoopbackOnly(ns);
   const nsTap = config.spliceOnly ? undefined : setUpNamespace(ns, config, plan);
-  const tap = nsTap === undefined ? undefined : new TapDevice(nsTap.fd);
+  const tap = nsTap === undefined
+    ? undefined
+    : new TapDevice(nsTap.fd, nsTap.vnetHeader, nsTap.offloads);
   // -t/-u auto must not mirror the ports -T/-U bind in the namespace: late-bound.
   const nsListeners: { forwarder?: PortForwarder } = {};
   const dp = startDataPath(

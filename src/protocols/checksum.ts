@@ -137,3 +137,29 @@ export function l4ChecksumV6(
 export function udpNonZero(checksum: number): number {
   return checksum === 0 ? 0xffff : checksum;
 }
+
+/**
+ * The value a transport checksum field holds when the device completes the
+ * checksum (checksum offload, virtio NEEDS_CSUM): the folded, not complemented,
+ * IPv4 pseudo-header sum for the header at absolute `ipOffset`, protocol `proto`
+ * and transport length `l4Length` (bytes). The device sums the transport header
+ * and payload onto it and stores the complement.
+ */
+export function l4PartialV4(
+  view: DataView,
+  ipOffset: number,
+  proto: number,
+  l4Length: number,
+): number {
+  return fold16(ipv4PseudoSum(view, ipOffset, proto, l4Length));
+}
+
+/** As `l4PartialV4`, for the IPv6 header at absolute `ipOffset`. */
+export function l4PartialV6(
+  view: DataView,
+  ipOffset: number,
+  proto: number,
+  l4Length: number,
+): number {
+  return fold16(ipv6PseudoSum(view, ipOffset, proto, l4Length));
+}

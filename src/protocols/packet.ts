@@ -32,6 +32,13 @@ export class PacketView {
   #length = 0;
   /** Set when a put*() did not fit in the buffer; cleared by `setWindow`/`clearOverflow`. */
   overflow = false;
+  /**
+   * Set by the reader of a frame whose transport (TCP/UDP) checksum is not to be
+   * verified: the sending kernel left it for the device to complete (a partial
+   * checksum, virtio NEEDS_CSUM) or had already validated it (DATA_VALID). The
+   * field then holds the pseudo-header sum, not a checksum. Never set by `setWindow`.
+   */
+  checksumUnverifiable = false;
 
   /**
    * Wraps `bytes` (no copy). The window starts at 0 with length `length`

@@ -16,7 +16,10 @@
  * - Host → guest: data is *peeked* from the socket (MSG_PEEK with SO_PEEK_OFF,
  *   so each peek continues after what is already in flight) straight into frame
  *   slots of the tap's output arena, one guest MSS per frame, as far as the
- *   guest's window allows. It is removed from the socket (recv with MSG_TRUNC,
+ *   guest's window allows; where the tap has segmentation offload
+ *   (FrameOutput.segmentOffload) and the MSS is small, as many whole MSS as fit
+ *   in 64 KiB per frame, which the guest's kernel cuts into segments or takes
+ *   whole, and with checksum offload the payload is never summed here. It is removed from the socket (recv with MSG_TRUNC,
  *   no copy) only when the guest acknowledges it, so a retransmission is a peek
  *   from an earlier offset. Kernels without SO_PEEK_OFF for TCP get a discard
  *   iovec in front of the frames, skipping the in-flight bytes.
@@ -66,7 +69,7 @@ import {
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import type { DeadlineQueue } from "../timers.ts";
-import { l4ChecksumV4, l4ChecksumV6 } from "./checksum.ts";
+import { l4ChecksumV4, l4ChecksumV6, l4PartialV4, l4PartialV6 } from "./checksum.ts";
 import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
 import {
   IP4_DST,
@@ -307,7 +310,10 @@ export class TcpTranslator implements TransportHandler {
     const l4 = ipOffset + ipHeaderLength;
     if (!pkt.has(l4, TCP_HLEN) || !pkt.has(l4, l4Length)) return this.#drop("short");
     const view = pkt.view;
-    if (l4ChecksumV4(view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0) {
+    if (
+      !pkt.checksumUnverifiable &&
+      l4ChecksumV4(view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0
+    ) {
       return this.#drop("checksum");
     }
     this.#segment(pkt, ipOffset + IP4_SRC, ipOffset + IP4_DST, 4, l4, l4Length);
@@ -317,7 +323,10 @@ export class TcpTranslator implements TransportHandler {
   fromTap6(pkt: PacketView, ipOffset: number, headersLength: number, l4Length: number): void {
     const l4 = ipOffset + headersLength;
     if (!pkt.has(l4, TCP_HLEN) || !pkt.has(l4, l4Length)) return this.#drop("short");
-    if (l4ChecksumV6(pkt.view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0) {
+    if (
+      !pkt.checksumUnverifiable &&
+      l4ChecksumV6(pkt.view, pkt.start + ipOffset, pkt.start + l4, l4Length, IPPROTO_TCP) !== 0
+    ) {
       return this.#drop("checksum");
     }
     this.#segment(pkt, ipOffset + IP6_SRC, ipOffset + IP6_DST, 16, l4, l4Length);
@@ -825,7 +834,12 @@ export class TcpTranslator implements TransportHandler {
       const v6 = ctx.flows.v6[flow] === 1;
       const headers = ETH_HLEN + (v6 ? 40 : 20) + TCP_HLEN;
       const mss = Math.min(this.#guestMss[flow]!, 65535 - headers);
-      let segments = Math.min(tap.room(), SEGMENTS_MAX, Math.ceil(window / mss));
+      // With the kernel cutting segments, one frame carries as many whole
+      // segments as fit in 64 KiB; its checksum is left to the kernel too.
+      const offload = tap.checksumOffload;
+      const gso = offload && tap.segmentOffload && mss <= (65535 - headers) >> 1;
+      const chunk = gso ? Math.floor((65535 - headers) / mss) * mss : mss;
+      let segments = Math.min(tap.room(), SEGMENTS_MAX, Math.ceil(window / chunk));
       let iovIndex = 0;
       let skipped = 0;
       if (!this.#peekOffset && inflight > 0) {
@@ -834,7 +848,7 @@ export class TcpTranslator implements TransportHandler {
       }
       let asked = 0;
       for (let j = 0; j < segments; j++) {
-        const len = Math.min(mss, window - asked);
+        const len = Math.min(chunk, window - asked);
         if (len <= 0) {
           segments = j;
           break;
@@ -870,8 +884,10 @@ export class TcpTranslator implements TransportHandler {
           this.#seqToGuest[flow]!,
           window32,
           0,
+          offload,
         );
-        tap.queue(frameLen);
+        if (offload) tap.queueOffloaded(frameLen, len > mss ? mss : 0);
+        else tap.queue(frameLen);
         this.#seqToGuest[flow] = (this.#seqToGuest[flow]! + len) >>> 0;
         this.stats.segmentsOut++;
       }
@@ -977,7 +993,9 @@ export class TcpTranslator implements TransportHandler {
    * Write Ethernet, IP and TCP headers for a segment of `payload` bytes (already
    * in place after the headers) with `flags`, `seq` and our `window` (bytes);
    * `optionsLength` bytes of options follow the fixed header (written by the
-   * caller). Returns the frame length.
+   * caller). With `partialChecksum`, the checksum field gets only the
+   * pseudo-header sum, for the kernel to complete (queue with `queueOffloaded`).
+   * Returns the frame length.
    */
   #writeHeaders(
     flow: number,
@@ -987,6 +1005,7 @@ export class TcpTranslator implements TransportHandler {
     seq: number,
     window: number,
     optionsLength: number,
+    partialChecksum = false,
   ): number {
     const ctx = this.#ctx;
     const flows = ctx.flows;
@@ -1020,7 +1039,11 @@ export class TcpTranslator implements TransportHandler {
     out.put16(l4 + TCP_CSUM, 0);
     out.put16(l4 + TCP_URP, 0);
     const view = out.view;
-    const csum = v6
+    const csum = partialChecksum
+      ? (v6
+        ? l4PartialV6(view, out.start + ETH_HLEN, IPPROTO_TCP, tcpLength)
+        : l4PartialV4(view, out.start + ETH_HLEN, IPPROTO_TCP, tcpLength))
+      : v6
       ? l4ChecksumV6(view, out.start + ETH_HLEN, out.start + l4, tcpLength, IPPROTO_TCP)
       : l4ChecksumV4(view, out.start + ETH_HLEN, out.start + l4, tcpLength, IPPROTO_TCP);
     out.put16(l4 + TCP_CSUM, csum);

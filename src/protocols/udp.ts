@@ -33,7 +33,8 @@
  * the source is the address and port the guest sent to (so DNS answers come
  * from the --dns-forward address and the host's own answers from the gateway),
  * the destination is the guest's address and port; IPv4 header checksum and
- * UDP checksum are computed. Frames go out when the loop's turn ends. Measured
+ * UDP checksum are computed (the UDP one only over the pseudo header where the
+ * tap has checksum offload: FrameOutput.checksumOffload). Frames go out when the loop's turn ends. Measured
  * in a network namespace (loopback, 1400-byte datagrams, per datagram):
  * recvmmsg into the slots 0.29 µs, one recvmsg per datagram into a slot 1.7 µs,
  * recvmmsg into a private pool plus a JavaScript copy 1.4 µs (31 µs at 32000
@@ -92,7 +93,14 @@ import type { DataPathContext, TransportHandler } from "../flow/context.ts";
 import { FLOW_MAX, type FlowEvictor, FlowType } from "../flow/flow.ts";
 import { OutboundKind } from "../flow/nat.ts";
 import { log } from "../log.ts";
-import { fold16, ipv4PseudoSum, ipv6PseudoSum, sum16 } from "./checksum.ts";
+import {
+  fold16,
+  ipv4PseudoSum,
+  ipv6PseudoSum,
+  l4PartialV4,
+  l4PartialV6,
+  sum16,
+} from "./checksum.ts";
 import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, FRAME_MAX, writeEthHeader } from "./ethernet.ts";
 import {
   finishUdp4,
@@ -389,7 +397,7 @@ export class UdpTranslator implements TransportHandler {
     const b = pkt.bytes;
     const src = pkt.start + srcOff;
     const dst = pkt.start + dstOff;
-    if (this.#verifyChecksum && pkt.u16(udp + UDP_CSUM) !== 0) {
+    if (this.#verifyChecksum && !pkt.checksumUnverifiable && pkt.u16(udp + UDP_CSUM) !== 0) {
       const pseudo = ipv4PseudoSum(pkt.view, pkt.start + ipOffset, IPPROTO_UDP, payloadLength + 8);
       if (fold16(sum16(pkt.view, pkt.start + udp, payloadLength + 8, pseudo)) !== 0xffff) {
         this.#drop("checksum");
@@ -429,11 +437,11 @@ export class UdpTranslator implements TransportHandler {
     const payloadLength = this.#checkUdp(pkt, udp, l4Length);
     if (payloadLength < 0) return;
     const csum = pkt.u16(udp + UDP_CSUM);
-    if (csum === 0) {
+    if (csum === 0 && !pkt.checksumUnverifiable) {
       this.#drop("checksum");
       return;
     }
-    if (this.#verifyChecksum) {
+    if (this.#verifyChecksum && !pkt.checksumUnverifiable) {
       const pseudo = ipv6PseudoSum(pkt.view, pkt.start + ipOffset, IPPROTO_UDP, payloadLength + 8);
       if (fold16(sum16(pkt.view, pkt.start + udp, payloadLength + 8, pseudo)) !== 0xffff) {
         this.#drop("checksum");
@@ -914,6 +922,8 @@ export class UdpTranslator implements TransportHandler {
     const ga = flows.guestAddr;
     const ra = flows.remoteAddr;
     const ipOffset = ETH_HLEN;
+    // The kernel completes the checksum where the tap lets it: no pass over the payload.
+    const offload = ctx.tap.checksumOffload;
     let udp: number;
     if (v6) {
       const src = this.#src6;
@@ -933,7 +943,13 @@ export class UdpTranslator implements TransportHandler {
         TTL_TO_GUEST,
       );
       writeUdpHeader(out, udp, flows.remotePort[index]!, flows.guestPort[index]!, payloadLength);
-      finishUdp6(out, ipOffset, udp);
+      if (offload) {
+        const l4Length = UDP_HLEN + payloadLength;
+        out.put16(
+          udp + UDP_CSUM,
+          l4PartialV6(out.view, out.start + ipOffset, IPPROTO_UDP, l4Length),
+        );
+      } else finishUdp6(out, ipOffset, udp);
     } else {
       const src = this.#src4;
       const dst = this.#dst4;
@@ -952,7 +968,13 @@ export class UdpTranslator implements TransportHandler {
         TTL_TO_GUEST,
       );
       writeUdpHeader(out, udp, flows.remotePort[index]!, flows.guestPort[index]!, payloadLength);
-      finishUdp4(out, ipOffset, udp);
+      if (offload) {
+        const l4Length = UDP_HLEN + payloadLength;
+        out.put16(
+          udp + UDP_CSUM,
+          l4PartialV4(out.view, out.start + ipOffset, IPPROTO_UDP, l4Length),
+        );
+      } else finishUdp4(out, ipOffset, udp);
     }
     if (out.overflow) {
       this.#drop("tooBig");
@@ -960,7 +982,8 @@ export class UdpTranslator implements TransportHandler {
     }
     const length = udp + UDP_HLEN + payloadLength;
     out.setLength(length);
-    ctx.tap.queue(length);
+    if (offload) ctx.tap.queueOffloaded(length, 0);
+    else ctx.tap.queue(length);
     this.stats.toGuest++;
     return true;
   }

@@ -32,6 +32,12 @@ export abstract class FrameArena {
   protected readonly arenaAddress: number;
   /** Frame lengths of the queued slots 0 .. queued - 1. */
   protected readonly queuedLength = new Int32Array(OUT_SLOTS);
+  /**
+   * Per queued slot: -1 for a frame with complete checksums, otherwise a frame
+   * whose TCP/UDP checksum the device completes, and its segment size in bytes
+   * of payload (0: one segment). Only subclasses with offloads see other than -1.
+   */
+  protected readonly queuedSegment = new Int32Array(OUT_SLOTS);
   protected queued = 0;
   protected capture: FrameTap | undefined;
   readonly #outView: PacketView;
@@ -78,6 +84,31 @@ export abstract class FrameArena {
   /** Queue the frame of `length` bytes just built at `next()`'s window. */
   queue(length: number): void {
     if (length <= 0 || length > FRAME_MAX) return;
+    this.queuedSegment[this.queued] = -1;
+    this.queuedLength[this.queued++] = length;
+  }
+
+  /**
+   * Whether builders may leave TCP/UDP checksums to the device (FrameOutput).
+   * Not here: a subclass with offloads says so.
+   */
+  get checksumOffload(): boolean {
+    return false;
+  }
+
+  /** Whether TCP frames may carry several segments (FrameOutput). Not here. */
+  get segmentOffload(): boolean {
+    return false;
+  }
+
+  /**
+   * Queue a frame whose transport checksum the device completes, cut into
+   * segments of `segmentSize` payload bytes (0: not cut). Only called when
+   * `checksumOffload` says so.
+   */
+  queueOffloaded(length: number, segmentSize: number): void {
+    if (length <= 0 || length > FRAME_MAX) return;
+    this.queuedSegment[this.queued] = segmentSize;
     this.queuedLength[this.queued++] = length;
   }
 

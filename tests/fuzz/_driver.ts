@@ -190,6 +190,12 @@ class CheckingTap implements TapSide {
   slotAddress(j: number, offset: number): number {
     return this.#address + (this.#queued + j) * SLOT_SIZE + 4 + offset;
   }
+  /** No offloads: every frame carries complete checksums. */
+  readonly checksumOffload = false;
+  readonly segmentOffload = false;
+  queueOffloaded(length: number, _segmentSize: number): void {
+    this.queue(length);
+  }
 }
 
 // --- services on the host's loopback: TCP and UDP echo, a TCP sink --------------------------

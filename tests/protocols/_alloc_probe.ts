@@ -68,6 +68,12 @@ class NullTap implements FrameOutput {
   slotAddress(j: number, offset: number): number {
     return this.#address + (this.#queued + j) * SLOT_SIZE + 4 + offset;
   }
+  /** No offloads: every frame carries complete checksums. */
+  readonly checksumOffload = false;
+  readonly segmentOffload = false;
+  queueOffloaded(length: number, _segmentSize: number): void {
+    this.queue(length);
+  }
 }
 
 const SYN = 0x02;

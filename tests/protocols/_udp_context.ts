@@ -73,6 +73,12 @@ export class FakeTap implements FrameOutput {
   slotAddress(j: number, offset: number): number {
     return this.#address + (this.#queued + j) * FAKE_SLOT_SIZE + 4 + offset;
   }
+  /** No offloads: every frame carries complete checksums. */
+  readonly checksumOffload = false;
+  readonly segmentOffload = false;
+  queueOffloaded(length: number, _segmentSize: number): void {
+    this.queue(length);
+  }
 }
 
 /** A fresh context (own loop, flow table, fake tap). */
