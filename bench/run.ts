@@ -44,7 +44,8 @@
  * BENCH_ONLY=ours,c,slirp, BENCH_FIGS=tcp,tcp6,remote,splice,udp,rr,startup,mem,
  * BENCH_UDP_RATE and BENCH_UDP64_RATE (iperf3 -b); BENCH_C_PASTA names the C pasta binary
  * (default Debian's /usr/bin/pasta; `sh ../shared/ref/build.sh` prints newer builds), and
- * BENCH_OURS ours (default ./pasta).
+ * BENCH_OURS ours (default ./pasta); BENCH_PASTA_ARGS adds options to both pastas' command
+ * lines ("-m 1500": the namespace's MTU).
  */
 
 import { type Sandbox, type SandboxProcess, sleep, withSandbox } from "../tests/sandbox/sandbox.ts";
@@ -56,6 +57,8 @@ const OUT = `${ROOT}build/bench.md`;
 const PYTHON = ["/usr/bin/python3", "/usr/bin/python3.11"].find(exists) ?? "python3";
 
 const RUNS = Number(Deno.env.get("BENCH_RUNS") ?? "3");
+/** BENCH_PASTA_ARGS: options for both pastas, space-separated (e.g. "-m 1500"). */
+const PASTA_ARGS = (Deno.env.get("BENCH_PASTA_ARGS") ?? "").split(" ").filter((a) => a !== "");
 const PIN = Deno.env.get("BENCH_PIN") !== "0";
 const RAISED = Deno.env.get("BENCH_RAISED") !== "0";
 const ONLY = Deno.env.get("BENCH_ONLY")?.split(",");
@@ -360,7 +363,10 @@ async function start(sb: Sandbox, impl: Impl, extra: readonly string[] = []): Pr
     pids = [slirp.pid];
   } else {
     const bin = impl.key === "ours" ? OUR_PASTA : C_PASTA;
-    const p = await sb.spawn([...pinImpl, bin, "--config-net", ...extra, "--", ...hold], opts);
+    const p = await sb.spawn(
+      [...pinImpl, bin, "--config-net", ...PASTA_ARGS, ...extra, "--", ...hold],
+      opts,
+    );
     procs.push(p);
     await sb.waitFor(
       async () => {
