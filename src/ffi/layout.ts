@@ -66,6 +66,9 @@ export const IPPROTO = { IP: 0, ICMP: 1, TCP: 6, UDP: 17, IPV6: 41, ICMPV6: 58 }
 /** Socket option levels. */
 export const SOL = { SOCKET: 1, IP: 0, IPV6: 41, TCP: 6, UDP: 17, NETLINK: 270 } as const;
 
+/** SOL_UDP option: send a buffer as datagrams of this many payload bytes (u16). */
+export const UDP_SEGMENT = 103;
+
 /** SOL_SOCKET options. */
 export const SO = {
   REUSEADDR: 2,

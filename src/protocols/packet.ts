@@ -39,6 +39,12 @@ export class PacketView {
    * field then holds the pseudo-header sum, not a checksum. Never set by `setWindow`.
    */
   checksumUnverifiable = false;
+  /**
+   * Set by the reader of a frame carrying several UDP datagrams in one (UDP
+   * segmentation offload, virtio GSO_UDP_L4): the payload bytes per datagram;
+   * 0 for an ordinary frame. Never set by `setWindow`.
+   */
+  segmentSize = 0;
 
   /**
    * Wraps `bytes` (no copy). The window starts at 0 with length `length`

@@ -87,6 +87,7 @@ import {
   SO,
   SOCK,
   SOL,
+  UDP_SEGMENT,
 } from "../ffi/layout.ts";
 import * as sys from "../ffi/sys.ts";
 import type { DataPathContext, TransportHandler } from "../flow/context.ts";
@@ -134,6 +135,8 @@ export const UDP_SWEEP_INTERVAL_MS = 10_000;
 
 /** Datagrams per recvmmsg call, at most. */
 const RECV_BATCH = 64;
+/** CMSG_SPACE(sizeof(u16)): room for the UDP_SEGMENT control message, bytes. */
+const TX_CMSG_SPACE = 24;
 /** recvmmsg calls per readiness event, at most (fairness between sockets). */
 const RECV_ROUNDS = 4;
 /** Largest UDP payload in an IPv4 packet (total length is 16 bits). */
@@ -263,6 +266,10 @@ export class UdpTranslator implements TransportHandler {
   readonly #txIovView = new DataView(this.#txIov.buffer);
   #txBytes: Uint8Array | undefined;
   #txBytesAddr = 0;
+  /** A control message UDP_SEGMENT (cmsghdr and a u16), for frames of several datagrams. */
+  readonly #txSegmentCmsg = sys.pinnedBuffer(TX_CMSG_SPACE);
+  readonly #txSegmentCmsgView = new DataView(this.#txSegmentCmsg.buffer);
+  readonly #txSegmentCmsgAddr = sys.addressNumber(this.#txSegmentCmsg);
 
   // Incoming messages: one iovec each into a tap output slot, senders' addresses.
   readonly #rxVec = sys.pinnedBuffer(RECV_BATCH * MMSGHDR.size);
@@ -305,6 +312,10 @@ export class UdpTranslator implements TransportHandler {
     const tm = this.#txMsgView;
     sys.putU64(tm, MSGHDR.iov, sys.addressNumber(this.#txIov));
     sys.putU64(tm, MSGHDR.iovlen, 1);
+    const cm = this.#txSegmentCmsgView;
+    sys.putU64(cm, 0, 16 + 2); // cmsg_len: CMSG_LEN(sizeof(u16))
+    cm.setInt32(8, SOL.UDP, true);
+    cm.setInt32(12, UDP_SEGMENT, true);
     const rv = this.#rxVecView;
     const rxIovAddr = sys.addressNumber(this.#rxIov);
     for (let j = 0; j < RECV_BATCH; j++) {
@@ -595,14 +606,46 @@ export class UdpTranslator implements TransportHandler {
       sys.putU64(msg, MSGHDR.name, 0);
       msg.setUint32(MSGHDR.namelen, 0, true);
     }
-    const sent = sys.sendmsg(this.#fd[index]!, this.#txMsg, MSG.DONTWAIT | MSG.NOSIGNAL);
+    // Several datagrams in one frame (UDP segmentation offload): one sendmsg with
+    // UDP_SEGMENT, which the host's kernel splits alike.
+    const segment = pkt.segmentSize;
+    const several = segment > 0 && payloadLength > segment;
+    if (several) {
+      this.#txSegmentCmsgView.setUint16(16, segment, true);
+      sys.putU64(msg, MSGHDR.control, this.#txSegmentCmsgAddr);
+      sys.putU64(msg, MSGHDR.controllen, TX_CMSG_SPACE);
+    }
+    let sent = sys.sendmsg(this.#fd[index]!, this.#txMsg, MSG.DONTWAIT | MSG.NOSIGNAL);
+    if (several) {
+      sys.putU64(msg, MSGHDR.control, 0);
+      sys.putU64(msg, MSGHDR.controllen, 0);
+      // Refused (a route whose MTU is below the segment size, say): one at a time.
+      if (sent === -sys.Errno.EINVAL) {
+        const payload = this.#txBytesAddr + pkt.start + udp + UDP_HLEN;
+        sent = this.#sendEach(index, payload, payloadLength, segment);
+      }
+    }
     if (sent < 0) {
       if (log.debugging) log.debug(`UDP: flow ${index}: sendmsg: ${sys.errnoName(-sent)}`);
       this.#drop("send");
       return;
     }
     this.#lastActiveMs[index] = this.#nowMs;
-    this.stats.fromGuest++;
+    this.stats.fromGuest += several ? Math.ceil(payloadLength / segment) : 1;
+  }
+
+  /**
+   * Send the `payloadLength` bytes at memory address `base` as datagrams of
+   * `segment` bytes, one sendmsg each (the name in `#txMsg` stays). Returns the
+   * last result: bytes sent, or -errno.
+   */
+  #sendEach(index: number, base: number, payloadLength: number, segment: number): number {
+    let sent = 0;
+    for (let off = 0; off < payloadLength && sent >= 0; off += segment) {
+      sys.setIovecAt(this.#txIovView, 0, base + off, Math.min(segment, payloadLength - off));
+      sent = sys.sendmsg(this.#fd[index]!, this.#txMsg, MSG.DONTWAIT | MSG.NOSIGNAL);
+    }
+    return sent;
   }
 
   /** Opens a guest-initiated flow: translate, make, bind, connect and watch its socket. */

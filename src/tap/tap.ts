@@ -26,9 +26,10 @@
  * accepts them. Reading, the header is stepped over: its flags say whether the
  * transport checksum is partial (or already validated), which the protocols
  * then do not verify (`PacketView.checksumUnverifiable`); a large frame is one
- * large write to the socket, and nothing of its payload is read here. UDP
- * segmentation offload (TUN_F_USO4/6) is not asked for: a UDP frame carrying
- * several datagrams would have to be split into datagrams by us.
+ * large write to the socket, and nothing of its payload is read here. With
+ * UDP segmentation offload (TUN_F_USO4/6, Linux 6.2 on), a UDP frame may carry
+ * several datagrams of `gso_size` bytes (`PacketView.segmentSize`): it goes to
+ * the socket in one sendmsg() with UDP_SEGMENT, and the host's kernel splits it.
  *
  * Writing, each frame goes out as one writev() of its header and the frame in
  * its slot. A frame built with complete checksums gets an empty header. A frame
@@ -61,10 +62,11 @@ export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 /** virtio_net_hdr.flags: the transport checksum was already validated. */
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
 /** virtio_net_hdr.gso_type values. */
-export const VIRTIO_NET_HDR_GSO = { NONE: 0, TCPV4: 1, UDP: 3, TCPV6: 4 } as const;
+export const VIRTIO_NET_HDR_GSO = { NONE: 0, TCPV4: 1, UDP: 3, TCPV6: 4, UDP_L4: 5 } as const;
 
 /** The offloads asked for, in the order they are given up when refused. */
 const OFFLOAD_CHOICES = [
+  TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6 | TUN_F.USO4 | TUN_F.USO6,
   TUN_F.CSUM | TUN_F.TSO4 | TUN_F.TSO6,
   TUN_F.CSUM | TUN_F.TSO4,
   TUN_F.CSUM,
@@ -246,6 +248,10 @@ export class TapDevice extends FrameArena {
       if (capture !== undefined) capture.writeFrame(buffer, skip, n - skip);
       view.checksumUnverifiable = skip !== 0 &&
         (buffer[0]! & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID)) !== 0;
+      // gso_size (little-endian u16 at 4) of a UDP_L4 frame: datagrams in one.
+      view.segmentSize = skip !== 0 && (buffer[1]! & 0x7f) === VIRTIO_NET_HDR_GSO.UDP_L4
+        ? buffer[4]! | (buffer[5]! << 8)
+        : 0;
       view.setWindow(skip, n - skip);
       ingress(view);
     }

@@ -22,7 +22,9 @@ import {
   needs,
   PASTA,
   pastaSuiteIgnored,
+  PYTHON,
   randomFile,
+  sha256,
   sha256File,
   shellQuote,
   show,
@@ -233,4 +235,105 @@ offloadTest("MTU 1500 with a capture: frames as on the interface, readable by tc
   assert.ok(tcpToNs.length > 1000, `TCP frames to the namespace in tcpdump: ${tcpToNs.length}`);
   const bad = tcpToNs.filter((f) => /incorrect/.test(f));
   assert.deepEqual(bad.slice(0, 3), [], `${bad.length} frames with a wrong checksum`);
+});
+
+/** Datagrams per UDP_SEGMENT send, their size, and sends, in the UDP test. */
+const USO_SEGMENTS = 8;
+const USO_SIZE = 1000;
+const USO_SENDS = 20;
+
+/** The bytes the UDP test sends, in order (send k: bytes (k * per-send + i) % 251). */
+function usoPattern(): Uint8Array<ArrayBuffer> {
+  const perSend = USO_SEGMENTS * USO_SIZE;
+  const out = new Uint8Array(USO_SENDS * perSend);
+  for (let i = 0; i < out.length; i++) out[i] = i % 251;
+  return out;
+}
+
+/** Whether the running kernel has tap UDP segmentation offload (Linux 6.2 on). */
+function kernelHasUso(): boolean {
+  const [major, minor] = Deno.osRelease().split(".").map((n) => parseInt(n, 10));
+  return major! > 6 || (major === 6 && minor! >= 2);
+}
+
+offloadTest("MTU 1500: UDP_SEGMENT datagrams from the namespace, IPv4 and IPv6", [
+  "ss",
+], async (sb) => {
+  const expected = await sha256(usoPattern());
+  const receiver = (family: 4 | 6, port: number) =>
+    [
+      "import socket, hashlib, json",
+      `s = socket.socket(socket.AF_INET${family === 6 ? "6" : ""}, socket.SOCK_DGRAM)`,
+      "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)",
+      `s.bind(("${family === 4 ? "127.0.0.1" : "::1"}", ${port}))`,
+      "s.settimeout(30)",
+      "h = hashlib.sha256(); sizes = []",
+      `while len(sizes) < ${USO_SEGMENTS * USO_SENDS}:`,
+      "    try: d = s.recv(65536)",
+      "    except socket.timeout: break",
+      "    sizes.append(len(d)); h.update(d); s.settimeout(3)",
+      "print(json.dumps({'sizes': sorted(set(sizes)), 'count': len(sizes), 'sha': h.hexdigest()}))",
+    ].join("\n");
+  const sender = (family: 4 | 6, port: number) =>
+    [
+      "import socket, time",
+      `s = socket.socket(socket.AF_INET${family === 6 ? "6" : ""}, socket.SOCK_DGRAM)`,
+      `s.setsockopt(17, 103, ${USO_SIZE})  # SOL_UDP, UDP_SEGMENT`,
+      `s.connect(("${family === 4 ? NET.gateway4 : NET.gateway6}", ${port}))`,
+      `per = ${USO_SEGMENTS * USO_SIZE}`,
+      `for k in range(${USO_SENDS}):`,
+      "    s.send(bytes((k * per + i) % 251 for i in range(per)))",
+      "    time.sleep(0.01)",
+    ].join("\n");
+  const ports = { 4: 11011, 6: 11012 } as const;
+  const receivers = [];
+  for (const family of [4, 6] as const) {
+    receivers.push(
+      await sb.spawn([PYTHON, "-c", receiver(family, ports[family])], {
+        timeoutMs: 90_000,
+      }),
+    );
+  }
+  const listening = await sb.waitFor(
+    async () => {
+      const r = await sb.run(["ss", "-Hlun"]);
+      return [11011, 11012].every((p) => new RegExp(`:${p}\\s`).test(r.stdout));
+    },
+    10_000,
+    50,
+  );
+  assert.ok(listening, "host receivers never bound");
+  const script = [
+    shWait(
+      `ip -6 addr show dev ${NET.hostIfname} scope global -tentative | grep -q ${NET.host6}`,
+      "IPv6 address",
+    ),
+    shWait("ip -4 route show default | grep -q via", "IPv4 default route"),
+    `${shellQuote(PYTHON)} -c ${shellQuote(sender(4, ports[4]))} || echo FAILED v4`,
+    `${shellQuote(PYTHON)} -c ${shellQuote(sender(6, ports[6]))} || echo FAILED v6`,
+    `grep '^ *${NET.hostIfname}:' /proc/net/dev | sed 's/^/COUNTERS/'`,
+  ].join("\n");
+  const r = await sb.run([PASTA, "--config-net", "-m", "1500", "--", "sh", "-c", script], {
+    user: true,
+    timeoutMs: 60_000,
+  });
+  assert.equal(r.code, 0, show(r));
+  assert.doesNotMatch(r.stdout, /FAILED/, show(r));
+  for (const [i, p] of receivers.entries()) {
+    const res = await p.result;
+    const got = JSON.parse(res.stdout.trim().split("\n").at(-1) ?? "{}");
+    assert.deepEqual(
+      got,
+      { sizes: [USO_SIZE], count: USO_SEGMENTS * USO_SENDS, sha: expected },
+      `IPv${i === 0 ? 4 : 6}: ${show(res)}`,
+    );
+  }
+  if (kernelHasUso()) {
+    const line = r.stdout.split("\n").find((l) => l.startsWith("COUNTERS")) ?? "";
+    const f = line.split(":")[1]?.trim().split(/\s+/).map(Number) ?? [];
+    assert.ok(
+      f[8]! / f[9]! > FRAME_1500,
+      `no frame of several datagrams from the namespace: ${line}`,
+    );
+  }
 });
