@@ -8,7 +8,8 @@
  * A protocol handler asks `next()` for a PacketView whose window starts at a free
  * slot, builds its frame there in place, and calls `queue(length)`. The frames
  * are written when the loop's turn ends (`flush`), or at once when the arena is
- * full: for a tap device one write() per frame, for the stream one writev() of
+ * full: for a tap device one write() per frame (a writev() of the virtio header
+ * and the frame with offloads, below), for the stream one writev() of
  * every queued slot, prefix and frame together.
  *
  * Input uses one preallocated buffer: a readable tap device is read frame by
@@ -75,9 +76,9 @@ const OFFLOAD_CHOICES = [
 
 /**
  * Set up a tap device opened with IFF_VNET_HDR: header size VNET_HDR_LEN, and
- * the offloads the kernel accepts of TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 (see
- * OFFLOAD_CHOICES). Returns the TUN_F_* flags in effect. Never throws: with
- * none accepted, frames still carry a header, with nothing offloaded.
+ * the offloads the kernel accepts of TUN_F_CSUM, TUN_F_TSO4/6 and TUN_F_USO4/6
+ * (see OFFLOAD_CHOICES). Returns the TUN_F_* flags in effect. Never throws:
+ * with none accepted, frames still carry a header, with nothing offloaded.
  */
 export function negotiateOffloads(fd: number): number {
   const size = new Uint8Array(4);
@@ -87,7 +88,10 @@ export function negotiateOffloads(fd: number): number {
   if (r < 0) log.debug(`tap: TUNSETVNETHDRSZ refused: ${sys.errnoMessage(-r)}`);
   for (const flags of OFFLOAD_CHOICES) {
     const o = sys.tryIoctlInt(fd, IOCTL.TUNSETOFFLOAD, flags);
-    if (o >= 0) return flags;
+    if (o >= 0) {
+      log.debug(`tap: virtio-net headers, offloads TUN_F 0x${flags.toString(16)}`);
+      return flags;
+    }
     log.debug(`tap: TUNSETOFFLOAD 0x${flags.toString(16)} refused: ${sys.errnoMessage(-o)}`);
   }
   return 0;
