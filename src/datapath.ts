@@ -216,6 +216,7 @@ export function startDataPath(
         if (length > 0) tap.queue(length);
       };
       sendRa();
+      // Periodic by nature (unsolicited advertisements), scans nothing; once a minute.
       loop.addTimer("router-advertisement", RA_INTERVAL_MS, sendRa);
     },
     close() {

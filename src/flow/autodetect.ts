@@ -21,6 +21,11 @@
  * per tick (the rest follows on the next ones). A port that could not be bound is
  * not retried until RETRY_TICKS ticks later. If a file could not be read to its end
  * (too large, a read error) nothing is unbound on that tick: absence was not proven.
+ *
+ * This tick stays periodic, unlike the flows' timers (per-flow deadlines,
+ * src/timers.ts): it reads files, not flows, and the kernel offers no event for
+ * "a socket started listening in that namespace". It runs only with `auto`
+ * forwarding, once a second, as upstream does.
  */
 import type { EventLoop } from "../loop.ts";
 import { O } from "../ffi/layout.ts";

@@ -34,6 +34,7 @@
  * full table costs one scan per turn, not one per packet.
  */
 import type { PacketView } from "../protocols/packet.ts";
+import { monotonicMs } from "../ffi/sys.ts";
 import { flowHash } from "./siphash.ts";
 
 /** Capacity of the flow table. */
@@ -67,10 +68,11 @@ const MAX_SHARES = 16;
 /** What the table needs from a kind of flow that may be evicted when it is full. */
 export interface FlowEvictor {
   /**
-   * How long flow `index` has been idle (ms, on its owner's clock), or -1 when
-   * it must not be evicted now (active in the current interval, or closing).
+   * How long flow `index` has been idle at `nowMs` (monotonic ms, read once per
+   * scan; owners may round it to their clock's resolution), or -1 when it must
+   * not be evicted now (active in the current interval, or closing).
    */
-  idleFor(index: number): number;
+  idleFor(index: number, nowMs: number): number;
   /** Close flow `index` now; its number must be free when this returns. */
   evict(index: number): void;
 }
@@ -173,12 +175,14 @@ export class FlowTable {
     if (!this.#hasEvictors || this.#fruitless[share] === 1) return false;
     const evictors = this.#evictors;
     const shareOf = this.#shareOf;
+    // One time for the whole scan: both passes must see the same idle times.
+    const now = monotonicMs();
     let longest = -1;
     for (let i = 0; i < FLOW_MAX; i++) {
       const type = this.type[i]!;
       const evictor = evictors[type];
       if (evictor === undefined || (share !== 0 && shareOf[type] !== share)) continue;
-      const idle = evictor.idleFor(i);
+      const idle = evictor.idleFor(i, now);
       if (idle > longest) longest = idle;
     }
     if (longest < 0) {
@@ -190,7 +194,7 @@ export class FlowTable {
       const type = this.type[i]!;
       const evictor = evictors[type];
       if (evictor === undefined || (share !== 0 && shareOf[type] !== share)) continue;
-      if (evictor.idleFor(i) === longest) {
+      if (evictor.idleFor(i, now) === longest) {
         evictor.evict(i);
         this.evicted++;
       }

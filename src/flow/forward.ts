@@ -61,6 +61,7 @@ import {
 import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import type { EventLoop } from "../loop.ts";
+import type { DeadlineQueue } from "../timers.ts";
 
 /** Connections accepted per readiness event of one listener, at most. */
 export const ACCEPT_BATCH = 64;
@@ -269,8 +270,12 @@ export class PortForwarder {
   /** Listeners whose readiness is ignored until descriptors are back, and the retry timer. */
   readonly #paused: number[] = [];
   #lastPauseLog = -Infinity;
-  /** Made at start: when it is needed, there are no descriptors to make it with. */
-  readonly #resumeTimer: number;
+  /**
+   * The retry, a deadline in the loop's shared queue (one object: this forwarder),
+   * set only while accepting is paused. Needs no descriptor of its own: when it
+   * is needed, there are none to make one with.
+   */
+  readonly #resumeTimer: DeadlineQueue;
 
   /**
    * Open every listener of the static tables ("auto" tables start empty). Throws a
@@ -287,8 +292,7 @@ export class PortForwarder {
     this.#kind = loop.defineKind(`listen:${opts.name ?? "forward"}`, (index) => {
       this.#accept(index);
     });
-    this.#resumeTimer = loop.addTimer("accept-retry", ACCEPT_RETRY_MS, () => this.#resume());
-    sys.timerfdSet(this.#resumeTimer, 0, 0); // armed only while accepting is paused
+    this.#resumeTimer = loop.deadlines("accept-retry", 1, () => this.#resume());
     try {
       this.#bindStatic(opts.ephemeral ?? readEphemeralRange());
     } catch (e) {
@@ -723,7 +727,7 @@ export class PortForwarder {
             `wait until descriptors are free`,
         );
       }
-      sys.timerfdSet(this.#resumeTimer, ACCEPT_RETRY_MS, 0);
+      this.#resumeTimer.set(0, now + ACCEPT_RETRY_MS);
     }
     this.#paused.push(index);
   }

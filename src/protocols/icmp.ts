@@ -42,11 +42,14 @@
  * Flows are ICMP/ICMPV6 flows of the data path's one flow table (src/flow/):
  * the key is the guest's address, its identifier (as the "guest port") and the
  * destination it used; our per-flow state (socket, identifier, translated
- * target) lives in arrays indexed by flow number. Time is a coarse clock
- * advanced by the sweep timer, so the data path makes no clock call; a flow
- * idle for FLOW_TIMEOUT_MS is closed at the next sweep. When the table is full,
- * or echo flows reach `capacity`, the flows idle longest (idle before the
- * current sweep interval) are closed to make room: a flood of identifiers
+ * target) lives in arrays indexed by flow number. Each flow has a deadline in
+ * the loop's deadline queue (src/timers.ts), set to FLOW_TIMEOUT_MS when it
+ * opens; a request or reply only records the time (one clock read), and when
+ * the deadline comes a flow active since gets its real deadline instead of
+ * being closed, so nothing scans the flows on a period and idle flows wake
+ * nobody before their timeout. When the table is full, or echo flows reach
+ * `capacity`, the flows idle longest (in whole CLOCK_RESOLUTION_MS intervals,
+ * and idle before the current one) are closed to make room: a flood of identifiers
  * leaves nothing behind that keeps the next ping out for good. Nothing on the
  * data path allocates or throws: bad frames and failures are counted in
  * `stats` (and described in the debug log).
@@ -65,6 +68,7 @@ import { FLOW_MAX, type FlowEvictor, FlowTable, FlowType } from "../flow/flow.ts
 import type { FrameOutput } from "../flow/context.ts";
 import { AddressMap, OutboundKind } from "../flow/nat.ts";
 import type { EventLoop } from "../loop.ts";
+import type { DeadlineQueue } from "../timers.ts";
 import { finish, fold16, l4ChecksumV6, sum16 } from "./checksum.ts";
 import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEthHeader } from "./ethernet.ts";
 import {
@@ -113,8 +117,8 @@ export const ICMP_ECHO_HLEN = 8;
 export const ICMP_FLOWS_MAX = FLOW_MAX / 4;
 /** Inactivity after which a flow is closed, ms. */
 export const FLOW_TIMEOUT_MS = 60_000;
-/** Interval of the expiry sweep, ms (also the resolution of the flow clock). */
-export const SWEEP_INTERVAL_MS = 5_000;
+/** Resolution of idle times for eviction (flows idle alike go together), ms. */
+export const CLOCK_RESOLUTION_MS = 5_000;
 
 /** Echo replies read from one socket per readiness event, at most. */
 const RECV_BATCH = 32;
@@ -294,7 +298,10 @@ export class IcmpEcho {
   readonly #scopeId = new Uint32Array(FLOW_MAX);
   /** Flow clock reading at the last request or reply, ms. */
   readonly #lastActiveMs = new Float64Array(FLOW_MAX);
-  #nowMs = 0;
+  /** How far `tick` moved the flow clock ahead of the monotonic clock, ms (tests). */
+  #skewMs = 0;
+  /** Per-flow expiry deadlines, on the flow clock. */
+  readonly #timers: DeadlineQueue;
   /** Our sockets per identifier: IPv4 at [id], IPv6 at [65536 + id]. */
   readonly #idUsers = new Uint16Array(2 * 65536);
 
@@ -364,7 +371,7 @@ export class IcmpEcho {
     this.#bindIf6 = params.outboundIf6 !== undefined ? sys.cString(params.outboundIf6) : undefined;
     this.#scope6 = params.outboundIf6 !== undefined ? sys.ifNameToIndex(params.outboundIf6) : 0;
     this.#kind = loop.defineKind("icmp", this.#onReadable);
-    loop.addTimer("icmp", SWEEP_INTERVAL_MS, this.#onTimer);
+    this.#timers = loop.deadlines("icmp", FLOW_MAX, this.#onDeadline);
   }
 
   /** Number of open flows. */
@@ -374,9 +381,11 @@ export class IcmpEcho {
 
   /** For the flow table when it is full: idle time on the flow clock, and closing. */
   readonly #evictor: FlowEvictor = {
-    idleFor: (index: number): number => {
+    idleFor: (index: number, nowMs: number): number => {
       if (this.#fd[index]! < 0) return -1;
-      const idle = this.#nowMs - this.#lastActiveMs[index]!;
+      const r = CLOCK_RESOLUTION_MS;
+      const now = nowMs + this.#skewMs;
+      const idle = Math.floor(now / r) * r - Math.floor(this.#lastActiveMs[index]! / r) * r;
       return idle > 0 ? idle : -1;
     },
     evict: (index: number): void => {
@@ -445,21 +454,33 @@ export class IcmpEcho {
   }
 
   /**
-   * Advances the flow clock by `elapsedMs` and closes flows idle for
-   * FLOW_TIMEOUT_MS or more. The sweep timer calls it; tests may too.
+   * For tests: moves the flow clock `elapsedMs` ahead of the monotonic clock and
+   * closes the flows whose deadline that passes (the loop does it in real time).
    */
   tick(elapsedMs: number): void {
-    this.#nowMs += elapsedMs;
-    if (this.#count === 0) return;
-    for (let flow = 0; flow < FLOW_MAX; flow++) {
-      if (this.#fd[flow]! >= 0 && this.#nowMs - this.#lastActiveMs[flow]! >= FLOW_TIMEOUT_MS) {
-        if (log.debugging) log.debug(`ICMP: flow ${flow} expired`);
-        this.#closeFlow(flow);
-      }
-    }
+    this.#skewMs += elapsedMs;
+    this.#timers.expire(this.#now());
   }
 
-  /** Closes every flow's socket. The loop's timer stays with the loop. */
+  /** The flow clock (monotonic ms; ahead by what `tick` added, in tests). */
+  #now(): number {
+    return sys.monotonicMs() + this.#skewMs;
+  }
+
+  /** A flow's deadline came: close it if idle for the timeout, else wait for the real one. */
+  readonly #onDeadline = (flow: number, _nowMs: number): void => {
+    if (this.#fd[flow]! < 0) return;
+    const now = this.#now();
+    const due = this.#lastActiveMs[flow]! + FLOW_TIMEOUT_MS;
+    if (due > now) {
+      this.#timers.set(flow, due);
+      return;
+    }
+    if (log.debugging) log.debug(`ICMP: flow ${flow} expired`);
+    this.#closeFlow(flow);
+  };
+
+  /** Closes every flow's socket. The deadline queue stays with the loop. */
   close(): void {
     for (let flow = 0; flow < FLOW_MAX && this.#count > 0; flow++) {
       if (this.#fd[flow]! >= 0) this.#closeFlow(flow);
@@ -470,10 +491,6 @@ export class IcmpEcho {
     this.stats.drop(reason);
     return false;
   }
-
-  readonly #onTimer = (expirations: number): void => {
-    this.tick(expirations * SWEEP_INTERVAL_MS);
-  };
 
   /**
    * Finds or opens the flow for the request whose source and destination
@@ -509,7 +526,7 @@ export class IcmpEcho {
       }
       return this.#drop("send");
     }
-    this.#lastActiveMs[flow] = this.#nowMs;
+    this.#lastActiveMs[flow] = this.#now();
     this.stats.requests++;
     return true;
   }
@@ -613,7 +630,9 @@ export class IcmpEcho {
     this.#fd[flow] = fd;
     this.#socketId[flow] = socketId;
     this.#idUsers[idBase + socketId]!++;
-    this.#lastActiveMs[flow] = this.#nowMs;
+    const now = this.#now();
+    this.#lastActiveMs[flow] = now;
+    this.#timers.set(flow, now + FLOW_TIMEOUT_MS);
     this.#count++;
     this.stats.flowsOpened++;
     if (log.debugging) {
@@ -712,7 +731,7 @@ export class IcmpEcho {
       this.stats.drop("foreign");
       return false;
     }
-    this.#lastActiveMs[flow] = this.#nowMs;
+    this.#lastActiveMs[flow] = this.#now();
 
     // From the address the guest pinged, to the address it pinged from.
     const flows = this.#flows;
@@ -767,6 +786,7 @@ export class IcmpEcho {
     this.#loop.remove(fd);
     sys.close(fd);
     this.#fd[flow] = -1;
+    this.#timers.clear(flow);
     const v6 = this.#flows.type[flow] === FlowType.ICMPV6;
     this.#idUsers[(v6 ? 65536 : 0) + this.#socketId[flow]!]!--;
     this.#flows.free(flow);

@@ -62,13 +62,17 @@
  * IPv6 UDP checksum is always refused (RFC 8200 §8.1).
  *
  * Expiry. A flow idle for `flowTimeoutMs` (default 180 s, as upstream) is closed
- * by a sweep timer; time is a coarse clock advanced by that timer, so the data
- * path makes no clock call and expiry happens within one sweep interval after
- * the timeout. The flow table's capacity bounds the flows. When it is full
- * (for any protocol's new flow), the table evicts the flows idle longest: for
- * UDP, every flow last active at the oldest time on the coarse clock, if that is
- * before the current interval (a flood's one-datagram flows go first; a flow
- * with traffic in this interval never does). If none may go, the datagram is
+ * by its own deadline in the loop's deadline queue (src/timers.ts): opening a
+ * flow sets it to the timeout; traffic only records the time of the event (one
+ * clock read per datagram batch) and leaves the queue alone, and when the
+ * deadline comes, a flow that was active since is given its real deadline
+ * instead of being closed. Nothing scans the flows on a period, and idle flows
+ * wake nobody before their timeout. The flow table's capacity bounds the flows.
+ * When it is full (for any protocol's new flow), the table evicts the flows idle
+ * longest: for UDP, every flow last active in the oldest interval of the flow
+ * clock's resolution (`clockResolutionMs`), if that is before the current
+ * interval (a flood's one-datagram flows go first; a flow with traffic in this
+ * interval never does). If none may go, the datagram is
  * dropped and counted, and the table does not scan again before a flow is
  * freed or the loop turn ends. Nothing on the data path
  * allocates or throws.
@@ -125,13 +129,14 @@ import {
   writeIpv6Header,
   writeUdpHeader,
 } from "./ip.ts";
+import type { DeadlineQueue } from "../timers.ts";
 import type { PacketView } from "./packet.ts";
 import { UdpSplicer } from "./udp_splice.ts";
 
 /** Inactivity after which a flow is closed, ms (upstream passt's UDP timeout). */
 export const UDP_FLOW_TIMEOUT_MS = 180_000;
-/** Interval of the expiry sweep, ms (also the resolution of the flow clock). */
-export const UDP_SWEEP_INTERVAL_MS = 10_000;
+/** Resolution of the flow clock for eviction (flows idle alike go together), ms. */
+export const UDP_CLOCK_RESOLUTION_MS = 10_000;
 
 /** Datagrams per recvmmsg call, at most. */
 const RECV_BATCH = 64;
@@ -156,8 +161,8 @@ const SHARED_SOCKET = 1;
 export interface UdpOptions {
   /** Inactivity after which a flow is closed, ms (default UDP_FLOW_TIMEOUT_MS). */
   readonly flowTimeoutMs?: number;
-  /** Expiry sweep interval, ms (default UDP_SWEEP_INTERVAL_MS, at most the timeout). */
-  readonly sweepIntervalMs?: number;
+  /** Resolution of idle times for eviction, ms (default UDP_CLOCK_RESOLUTION_MS, at most the timeout). */
+  readonly clockResolutionMs?: number;
   /** Check the UDP checksum of the guest's datagrams when it is not zero (default false). */
   readonly verifyChecksum?: boolean;
 }
@@ -237,9 +242,10 @@ export class UdpTranslator implements TransportHandler {
   readonly #forwardKind: number;
   #splice: UdpSplicer | undefined;
   readonly #timeoutMs: number;
-  readonly #sweepMs: number;
+  readonly #resolutionMs: number;
   readonly #verifyChecksum: boolean;
-  #nowMs = 0;
+  /** Per-flow expiry deadlines. */
+  readonly #timers: DeadlineQueue;
   #closed = false;
   #fullLogged = false;
 
@@ -302,9 +308,9 @@ export class UdpTranslator implements TransportHandler {
   constructor(ctx: DataPathContext, options: UdpOptions = {}) {
     this.#ctx = ctx;
     this.#timeoutMs = options.flowTimeoutMs ?? UDP_FLOW_TIMEOUT_MS;
-    this.#sweepMs = Math.max(
+    this.#resolutionMs = Math.max(
       1,
-      Math.min(options.sweepIntervalMs ?? UDP_SWEEP_INTERVAL_MS, this.#timeoutMs),
+      Math.min(options.clockResolutionMs ?? UDP_CLOCK_RESOLUTION_MS, this.#timeoutMs),
     );
     this.#verifyChecksum = options.verifyChecksum ?? false;
     new DataView(this.#one.buffer).setInt32(0, 1, true);
@@ -338,18 +344,19 @@ export class UdpTranslator implements TransportHandler {
 
     this.#flowKind = ctx.loop.defineKind("udp", this.#onFlowReadable);
     this.#forwardKind = ctx.loop.defineKind("udp-forward", this.#onForwardReadable);
-    ctx.loop.addTimer("udp", this.#sweepMs, this.#onTimer);
+    this.#timers = ctx.loop.deadlines("udp", FLOW_MAX, this.#onDeadline);
     ctx.flows.evictable(FlowType.UDP, this.#evictor);
   }
 
   /**
-   * For the flow table when it is full: a flow's idle time on the coarse clock,
-   * and closing it (see the file comment).
+   * For the flow table when it is full: a flow's idle time in whole intervals of
+   * the clock's resolution, and closing it (see the file comment).
    */
   readonly #evictor: FlowEvictor = {
-    idleFor: (index: number): number => {
+    idleFor: (index: number, nowMs: number): number => {
       if (this.#closed) return -1;
-      const idle = this.#nowMs - this.#lastActiveMs[index]!;
+      const r = this.#resolutionMs;
+      const idle = Math.floor(nowMs / r) * r - Math.floor(this.#lastActiveMs[index]! / r) * r;
       return idle > 0 ? idle : -1;
     },
     evict: (index: number): void => {
@@ -630,7 +637,7 @@ export class UdpTranslator implements TransportHandler {
       this.#drop("send");
       return;
     }
-    this.#lastActiveMs[index] = this.#nowMs;
+    this.#lastActiveMs[index] = sys.monotonicMs();
     this.stats.fromGuest += several ? Math.ceil(payloadLength / segment) : 1;
   }
 
@@ -715,7 +722,9 @@ export class UdpTranslator implements TransportHandler {
     );
     this.#fd[index] = fd;
     this.#ownership[index] = OWN_SOCKET;
-    this.#lastActiveMs[index] = this.#nowMs;
+    const now = sys.monotonicMs();
+    this.#lastActiveMs[index] = now;
+    this.#timers.set(index, now + this.#timeoutMs);
     this.stats.flowsOpened++;
     if (log.debugging) {
       const fmt = v6 ? formatIpv6 : formatIpv4;
@@ -808,7 +817,7 @@ export class UdpTranslator implements TransportHandler {
         const out = this.#slotFor(j, queued, headers, headers, length);
         if (this.#toGuest(out, index, v6, length)) queued++;
       }
-      if (n > 0) this.#lastActiveMs[index] = this.#nowMs;
+      if (n > 0) this.#lastActiveMs[index] = sys.monotonicMs();
       if (n < RECV_BATCH) return;
     }
   };
@@ -828,6 +837,7 @@ export class UdpTranslator implements TransportHandler {
         if (this.#receiveFailed(n, `forwarded socket ${fd}`)) return;
         continue;
       }
+      const now = sys.monotonicMs();
       let queued = 0;
       for (let j = 0; j < n; j++) {
         const m = j * MMSGHDR.size;
@@ -904,7 +914,7 @@ export class UdpTranslator implements TransportHandler {
           index = this.#openForwarded(fd, guestDst, guestPort, remote, senderPort, addrLen, j);
           if (index < 0) continue;
         }
-        this.#lastActiveMs[index] = this.#nowMs;
+        this.#lastActiveMs[index] = now;
         const finalHeaders = ETH_HLEN + (v6 ? IP6_HLEN : IP4_HLEN) + UDP_HLEN;
         const out = this.#slotFor(j, queued, headers, finalHeaders, length);
         if (this.#toGuest(out, index, v6, length)) queued++;
@@ -942,6 +952,7 @@ export class UdpTranslator implements TransportHandler {
     const from = message * SA6_LEN;
     for (let i = 0; i < len; i++) this.#peerSa[base + i] = this.#rxNames[from + i]!;
     this.#peerSaLen[index] = len;
+    this.#timers.set(index, sys.monotonicMs() + this.#timeoutMs);
     this.stats.flowsOpened++;
     if (log.debugging) {
       const fmt = addrLen === 16 ? formatIpv6 : formatIpv4;
@@ -1031,14 +1042,12 @@ export class UdpTranslator implements TransportHandler {
     return true;
   }
 
-  readonly #onTimer = (expirations: number): void => {
-    if (this.#closed) return;
-    this.#nowMs += expirations * this.#sweepMs;
-    const flows = this.#ctx.flows;
-    const deadline = this.#nowMs - this.#timeoutMs;
-    for (let i = 0; i < FLOW_MAX; i++) {
-      if (flows.type[i] === FlowType.UDP && this.#lastActiveMs[i]! <= deadline) this.#closeFlow(i);
-    }
+  /** A flow's deadline came: close it if idle for the timeout, else wait for the real one. */
+  readonly #onDeadline = (index: number, nowMs: number): void => {
+    if (this.#closed || this.#ctx.flows.type[index] !== FlowType.UDP) return;
+    const due = this.#lastActiveMs[index]! + this.#timeoutMs;
+    if (due <= nowMs) this.#closeFlow(index);
+    else this.#timers.set(index, due);
   };
 
   /** Frees flow `index`, closing its socket unless it is a shared forwarded one. */
@@ -1048,6 +1057,7 @@ export class UdpTranslator implements TransportHandler {
       this.#ctx.loop.remove(fd);
       sys.close(fd);
     }
+    this.#timers.clear(index);
     this.#fd[index] = -1;
     this.#ownership[index] = OWN_SOCKET;
     this.#peerSaLen[index] = 0;

@@ -28,7 +28,10 @@
  * socket it wrote to (its descriptor stands for its address); the target
  * socket's epoll reference carries the flow number. State lives in typed arrays
  * indexed by that number. A flow idle for `timeoutMs` (180 s by default, as
- * upstream) is closed by a sweep timer; so are a listening socket's flows when
+ * upstream) is closed by its deadline in the loop's deadline queue
+ * (src/timers.ts): set to the timeout when the flow opens, left alone by
+ * traffic (which records the time), and moved to the real deadline when it
+ * comes early, so nothing scans the flows on a period; so are a listening socket's flows when
  * it goes away (an "auto" port released). At most `capacity` flows are open;
  * past that, or with the table full, the flows idle longest (at least
  * EVICT_IDLE_MS) make room. A target socket that reports an error (ECONNREFUSED: nothing
@@ -41,14 +44,13 @@ import * as sys from "../ffi/sys.ts";
 import { log } from "../log.ts";
 import { FLOW_MAX, type FlowEvictor, FlowTable, FlowType } from "../flow/flow.ts";
 import type { EventLoop } from "../loop.ts";
+import type { DeadlineQueue } from "../timers.ts";
 import type { GuestState } from "../flow/guest.ts";
 
 /** Flows at most (each holds one socket). */
 export const UDP_SPLICE_FLOWS_MAX = 1024;
 /** Inactivity after which a flow is closed, ms (as upstream and the tap path). */
 export const UDP_SPLICE_TIMEOUT_MS = 180_000;
-/** Interval of the expiry sweep, ms. */
-const SWEEP_INTERVAL_MS = 10_000;
 /** Datagrams per recvmmsg/sendmmsg call, at most. */
 const BATCH = 16;
 /** recvmmsg calls per readiness event, at most (fairness between sockets). */
@@ -118,6 +120,8 @@ export class UdpSplicer {
   #active = 0;
   #fullLogged = false;
   #now = 0;
+  /** Per-flow expiry deadlines. */
+  readonly #timers: DeadlineQueue;
 
   // -U listening sockets we read ourselves, by slot.
   readonly #ownFd: number[] = [];
@@ -182,7 +186,7 @@ export class UdpSplicer {
     this.#listenKind = loop.defineKind("udp-splice-listen", (slot, _events, fd) => {
       this.#onListenReadable(slot, fd);
     });
-    loop.addTimer("udp-splice-expiry", SWEEP_INTERVAL_MS, () => this.#sweep());
+    this.#timers = loop.deadlines("udp-splice", FLOW_MAX, this.#onDeadline);
     this.#now = sys.monotonicMs();
   }
 
@@ -218,6 +222,7 @@ export class UdpSplicer {
     length: number,
     targetPort: number,
   ): void {
+    this.#now = sys.monotonicMs();
     this.#queue(listenFd, names, off, len, data, length, targetPort, TO_NAMESPACE);
   }
 
@@ -314,9 +319,9 @@ export class UdpSplicer {
 
   /** For the flow table when room is short: idle time, and closing. */
   readonly #evictor: FlowEvictor = {
-    idleFor: (flow: number): number => {
+    idleFor: (flow: number, nowMs: number): number => {
       if (this.#targetFd[flow]! < 0) return -1;
-      const idle = this.#now - this.#lastActive[flow]!;
+      const idle = nowMs - this.#lastActive[flow]!;
       return idle >= EVICT_IDLE_MS ? idle : -1;
     },
     evict: (flow: number): void => {
@@ -419,6 +424,7 @@ export class UdpSplicer {
     this.#peer.set(names.subarray(off, off + len), i * SA_MAX);
     this.#peerLen[i] = len;
     this.#lastActive[i] = this.#now;
+    this.#timers.set(i, this.#now + this.#timeoutMs);
     this.#flows.setKey(
       i,
       names,
@@ -451,19 +457,20 @@ export class UdpSplicer {
     sys.close(fd);
     this.#listenFd[i] = -1;
     this.#targetFd[i] = -1;
+    this.#timers.clear(i);
     this.#flows.free(i);
     this.#active--;
     this.#fullLogged = false;
     this.stats.flowsClosed++;
   }
 
-  #sweep(): void {
-    this.#now = sys.monotonicMs();
-    const limit = this.#now - this.#timeoutMs;
-    for (let i = 0; i < FLOW_MAX && this.#active > 0; i++) {
-      if (this.#listenFd[i]! >= 0 && this.#lastActive[i]! <= limit) this.#closeFlow(i);
-    }
-  }
+  /** A flow's deadline came: close it if idle for the timeout, else wait for the real one. */
+  readonly #onDeadline = (flow: number, nowMs: number): void => {
+    if (this.#listenFd[flow]! < 0) return;
+    const due = this.#lastActive[flow]! + this.#timeoutMs;
+    if (due <= nowMs) this.#closeFlow(flow);
+    else this.#timers.set(flow, due);
+  };
 
   // --- receiving ----------------------------------------------------------------------
 

@@ -326,7 +326,7 @@ result.socketsAfterClose = socketFds();
 {
   const ctx2 = udpContext();
   const socketsBefore = socketFds();
-  const t = new UdpTranslator(ctx2, { flowTimeoutMs: 1000, sweepIntervalMs: 100 });
+  const t = new UdpTranslator(ctx2, { flowTimeoutMs: 1000, clockResolutionMs: 100 });
   for (let i = 0; i < 3; i++) {
     fromGuest(t, frame4(HOST4, GATEWAY4, 41000 + i, 9, enc.encode("expire me")));
   }
@@ -352,7 +352,7 @@ result.socketsAfterClose = socketFds();
 {
   const ctx3 = udpContext();
   const socketsBefore = socketFds();
-  const t = new UdpTranslator(ctx3, { flowTimeoutMs: 60_000, sweepIntervalMs: 100 });
+  const t = new UdpTranslator(ctx3, { flowTimeoutMs: 60_000, clockResolutionMs: 100 });
   for (let i = 0; i < 2; i++) {
     fromGuest(t, frame4(HOST4, GATEWAY4, 42000 + i, 9, enc.encode("old")));
   }
