@@ -1,6 +1,8 @@
 /**
- * An idle pasta sleeps: holding 1000 open TCP connections that carry nothing, it
- * wakes up fewer than 10 times a second (issue #15: timers are deadlines on one
+ * An idle pasta sleeps: holding 1000 open TCP connections that carry nothing,
+ * and idle UDP and ICMP echo flows besides (each answered once, so each holds a
+ * flow and a socket with its expiry deadline pending), it wakes up fewer than
+ * 10 times a second (issue #15: timers are deadlines on one
  * timerfd, not periodic scans; zero windows reopen from socket events; the
  * command's exit comes as a signal). Wake-ups are counted as the voluntary
  * context switches of every thread of every pasta process (/proc/PID/task/*
@@ -18,6 +20,10 @@ import { early, PASTA, pastaSuiteIgnored, PYTHON, shellQuote, show, shWait } fro
 const suiteIgnored = pastaSuiteIgnored();
 const HELPER = new URL("./wakeups.py", import.meta.url).pathname;
 const CONNECTIONS = 1000;
+/** Idle UDP flows (one socket each, one datagram answered by the server). */
+const UDP_FLOWS = 300;
+/** Idle echo flows (distinct ICMP identifiers, each answered). */
+const ECHO_FLOWS = 300;
 const PORT = 12500;
 /** How long wake-ups are counted (s). */
 const MEASURE_S = 5;
@@ -51,7 +57,7 @@ async function idleWakeups(sb: Sandbox) {
   assert.ok(await waitFile(`${ready}.listening`, 10_000), `server: ${await early(server)}`);
   const script = [
     shWait("ip -4 route show default | grep -q via", "IPv4 default route"),
-    helper("hold-client", NET.gateway4, PORT, CONNECTIONS, clientReady, stop)
+    helper("hold-client", NET.gateway4, PORT, CONNECTIONS, clientReady, stop, UDP_FLOWS, ECHO_FLOWS)
       .map(shellQuote).join(" "),
   ].join("\n");
   const pasta = await sb.spawn(
@@ -86,13 +92,16 @@ async function idleWakeups(sb: Sandbox) {
     const s = await server.result;
     assert.equal(c.code, 0, show(c));
     assert.match(c.stdout, new RegExp(`"connected": ${CONNECTIONS}\\b`), show(c));
+    assert.match(c.stdout, new RegExp(`"udp_answered": ${UDP_FLOWS}\\b`), show(c));
+    assert.match(c.stdout, new RegExp(`"echo_answered": ${ECHO_FLOWS}\\b`), show(c));
     assert.match(s.stdout, new RegExp(`"accepted": ${CONNECTIONS}\\b`), show(s));
   }
 }
 
 Deno.test({
   name:
-    `pasta: idle with ${CONNECTIONS} open connections, fewer than ${WAKEUPS_MAX} wake-ups a second`,
+    `pasta: idle with ${CONNECTIONS} open connections, ${UDP_FLOWS} UDP and ${ECHO_FLOWS} echo flows, ` +
+    `fewer than ${WAKEUPS_MAX} wake-ups a second`,
   ignore: suiteIgnored !== undefined,
   fn: () =>
     withSandbox(async (sb) => {
