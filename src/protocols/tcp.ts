@@ -351,7 +351,10 @@ export class TcpTranslator implements TransportHandler {
     const sport = pkt.u16(l4 + TCP_SPORT);
     const dport = pkt.u16(l4 + TCP_DPORT);
     const flags = pkt.u8(l4 + TCP_FLAGS);
-    const seq = pkt.u32(l4 + TCP_SEQ);
+    // Sequence numbers travel between functions as int32 (`| 0`): a uint32 of
+    // 2^31 or more is no Smi, and passing one to a call that is not inlined
+    // boxes it on the heap, once per segment. Every comparison is modulo 2^32.
+    const seq = pkt.u32(l4 + TCP_SEQ) | 0;
     const flows = this.#ctx.flows;
     const flow = flows.lookupFrame(FlowType.TCP, pkt, srcOff, sport, dstOff, dport, addrLen);
     this.#clock[0] = sys.monotonicMs();
@@ -369,7 +372,7 @@ export class TcpTranslator implements TransportHandler {
       // RFC 5961 3.2: only an RST at exactly the next expected sequence number
       // resets; one elsewhere gets a challenge ACK (a genuine peer answers it with
       // an exact RST), so a blind RST cannot tear the connection down.
-      if ((state & S_ESTABLISHED) === 0 || seq === this.#seqFromGuest[flow]) {
+      if ((state & S_ESTABLISHED) === 0 || seq === (this.#seqFromGuest[flow]! | 0)) {
         this.#close(flow, true);
       } else {
         this.#owe(flow);
@@ -387,7 +390,7 @@ export class TcpTranslator implements TransportHandler {
     // with our current window.
     if ((state & S_WINDOW_ZERO) !== 0) this.#owe(flow);
     const moved = (flags & ACK) !== 0 &&
-      this.#guestAck(flow, pkt.u32(l4 + TCP_ACK), pkt.u16(l4 + TCP_WIN), l4Length === doff);
+      this.#guestAck(flow, pkt.u32(l4 + TCP_ACK) | 0, pkt.u16(l4 + TCP_WIN), l4Length === doff);
     if (this.#sock[flow]! < 0) return; // closed by the ACK (both FINs done)
     const payload = l4Length - doff;
     if (payload > 0) this.#guestData(flow, pkt, l4 + doff, payload, seq);
@@ -881,7 +884,7 @@ export class TcpTranslator implements TransportHandler {
           out,
           len,
           data === 0 ? ACK | PSH : ACK,
-          this.#seqToGuest[flow]!,
+          this.#seqToGuest[flow]! | 0,
           window32,
           0,
           offload,
@@ -1031,7 +1034,7 @@ export class TcpTranslator implements TransportHandler {
     out.put16(l4 + TCP_SPORT, flows.remotePort[flow]!);
     out.put16(l4 + TCP_DPORT, flows.guestPort[flow]!);
     out.put32(l4 + TCP_SEQ, seq);
-    out.put32(l4 + TCP_ACK, (flags & ACK) !== 0 ? this.#seqFromGuest[flow]! : 0);
+    out.put32(l4 + TCP_ACK, (flags & ACK) !== 0 ? this.#seqFromGuest[flow]! | 0 : 0);
     out.put8(l4 + TCP_OFF, ((TCP_HLEN + optionsLength) >> 2) << 4);
     out.put8(l4 + TCP_FLAGS, flags);
     const scaled = (flags & SYN) !== 0 ? window : window >>> OUR_WSCALE;
@@ -1135,7 +1138,7 @@ export class TcpTranslator implements TransportHandler {
   #sendBare(flow: number, flags: number, window: number): void {
     const tap = this.#ctx.tap;
     const out = tap.next();
-    tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]!, window, 0));
+    tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]! | 0, window, 0));
     this.stats.segmentsOut++;
     if ((flags & RST) !== 0) this.stats.resetsOut++;
   }
@@ -1158,7 +1161,7 @@ export class TcpTranslator implements TransportHandler {
     out.put8(opt + 6, 3);
     out.put8(opt + 7, OUR_WSCALE);
     const window = Math.min(this.#advertisedWindow(flow), 65535);
-    ctx.tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]!, window, 8));
+    ctx.tap.queue(this.#writeHeaders(flow, out, 0, flags, this.#seqToGuest[flow]! | 0, window, 8));
     this.stats.segmentsOut++;
   }
 
@@ -1192,8 +1195,8 @@ export class TcpTranslator implements TransportHandler {
       : writeIpv4Header(out, ETH_HLEN, src, dst, IPPROTO.TCP, TCP_HLEN, 64);
     out.put16(rst + TCP_SPORT, dport);
     out.put16(rst + TCP_DPORT, sport);
-    out.put32(rst + TCP_SEQ, ackFlag ? pkt.u32(l4 + TCP_ACK) : 0);
-    out.put32(rst + TCP_ACK, ackFlag ? 0 : (pkt.u32(l4 + TCP_SEQ) + consumed) >>> 0);
+    out.put32(rst + TCP_SEQ, ackFlag ? pkt.u32(l4 + TCP_ACK) | 0 : 0);
+    out.put32(rst + TCP_ACK, ackFlag ? 0 : (pkt.u32(l4 + TCP_SEQ) + consumed) | 0);
     out.put8(rst + TCP_OFF, (TCP_HLEN >> 2) << 4);
     out.put8(rst + TCP_FLAGS, rstFlags);
     out.put16(rst + TCP_WIN, 0);
