@@ -39,6 +39,9 @@ export const EVENTS_MAX = 256;
 export const INDEX_MAX = 0xffffff;
 /** The largest number of kinds (8 bits). */
 const KINDS_MAX = 256;
+/** Indices into EventLoop's deadline times (EARLIEST at 0: DeadlineQueue.lowerTo writes there). */
+const EARLIEST = 0;
+const ARMED_AT = 1;
 
 /** A handler for one kind of descriptor: `index` is the caller's object number. */
 export type EventHandler = (index: number, events: number, fd: number) => void;
@@ -74,8 +77,12 @@ export class EventLoop {
   #exitCode = 0;
   readonly #queues: DeadlineQueue[] = [];
   #deadlineFd = -1;
-  /** When the deadline timerfd fires (monotonic ms), Infinity when not armed. */
-  #armedAt = Infinity;
+  /**
+   * [EARLIEST]: scratch; [ARMED_AT]: when the deadline timerfd fires (monotonic
+   * ms), Infinity when not armed. Doubles in a typed array, not fields or return
+   * values, so the check after every turn allocates nothing.
+   */
+  readonly #deadlineTimes = new Float64Array([Infinity, Infinity]);
   #deadlinesMoved = false;
   readonly #deadlineCount = sys.pinnedBuffer(8);
   #onError: (kind: string, error: unknown) => void = () => {};
@@ -182,7 +189,7 @@ export class EventLoop {
 
   readonly #onDeadlines = (): void => {
     sys.read(this.#deadlineFd, this.#deadlineCount, 8);
-    this.#armedAt = Infinity;
+    this.#deadlineTimes[ARMED_AT] = Infinity;
     this.#deadlinesMoved = true;
     const now = sys.monotonicMs();
     for (const queue of this.#queues) queue.expire(now);
@@ -191,14 +198,16 @@ export class EventLoop {
   /** After a turn: arm the timerfd for the earliest deadline if that moved earlier. */
   #armDeadlines(): void {
     this.#deadlinesMoved = false;
-    let earliest = Infinity;
-    for (const queue of this.#queues) earliest = Math.min(earliest, queue.earliest);
+    const times = this.#deadlineTimes;
+    times[EARLIEST] = Infinity;
+    for (const queue of this.#queues) queue.lowerTo(times);
+    const earliest = times[EARLIEST]!;
     // A later or no deadline leaves the timer as it is: one wake-up for nothing,
     // then it is armed right, rather than a system call per pushed-back deadline.
-    if (earliest >= this.#armedAt) return;
+    if (earliest >= times[ARMED_AT]!) return;
     const r = sys.tryTimerfdSet(this.#deadlineFd, Math.max(earliest - sys.monotonicMs(), 0.001), 0);
     if (r < 0) throw new sys.SysError("timerfd_settime", -r);
-    this.#armedAt = earliest;
+    times[ARMED_AT] = earliest;
   }
 
   /**

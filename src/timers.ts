@@ -63,6 +63,17 @@ export class DeadlineQueue {
     return this.#size === 0 ? Infinity : this.#at[this.#heap[0]!]!;
   }
 
+  /**
+   * Lower `out[0]` to the earliest deadline (ms) if that is earlier. Through a
+   * typed array rather than a return value: a double returned from a call V8
+   * did not inline is boxed on the heap, and the loop asks after every turn.
+   */
+  lowerTo(out: Float64Array): void {
+    if (this.#size === 0) return;
+    const at = this.#at[this.#heap[0]!]!;
+    if (at < out[0]!) out[0] = at;
+  }
+
   /** The deadline of `id` (ms), or Infinity when it has none. */
   deadline(id: number): number {
     return this.#pos[id]! < 0 ? Infinity : this.#at[id]!;

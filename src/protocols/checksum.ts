@@ -22,8 +22,9 @@
 const FOLD_EVERY = 1 << 18; // 32-bit words between folds: 1 MiB
 
 /**
- * Unfolded one's complement sum of `length` bytes at absolute `offset` of `view`,
- * read as big-endian 16-bit words, added to `initial`. An odd final byte counts as
+ * Partial one's complement sum (below 2^18, not yet folded to 16 bits) of
+ * `length` bytes at absolute `offset` of `view`, read as big-endian 16-bit
+ * words, added to `initial`. An odd final byte counts as
  * the high byte of a zero-padded word.
  */
 export function sum16(view: DataView, offset: number, length: number, initial = 0): number {
@@ -43,7 +44,11 @@ export function sum16(view: DataView, offset: number, length: number, initial = 
     off += 2;
   }
   if (rest & 1) sum += view.getUint8(off) << 8;
-  return sum;
+  // Returned folded below 2^18, a Smi: a sum of 2^31 or more leaving a call V8
+  // did not inline would be boxed on the heap, once per frame. Folding keeps
+  // the one's complement sum.
+  sum = fold32(sum);
+  return (sum % 65536) + Math.floor(sum / 65536);
 }
 
 /** Folds a large partial sum to at most 33 bits (keeps precision for further adds). */
