@@ -21,11 +21,7 @@ import { GATEWAY4, HOST4, udpContext } from "./_udp_context.ts";
 export const FRAMES = 1_000_000;
 /** Frames per measured chunk. */
 export const CHUNK = 10_000;
-/**
- * ALLOC_UDP=1: every other frame a UDP datagram. Off by default: the UDP path's
- * heap growth depends on what the JIT makes of it (4 to 20 bytes a datagram in
- * some runs, none in others), which is for the UDP code to settle.
- */
+/** ALLOC_UDP=1: every other frame a UDP datagram. */
 const UDP_TOO = Deno.env.get("ALLOC_UDP") === "1";
 const WARMUP = 50_000;
 /** Frames handed over per loop turn. */
