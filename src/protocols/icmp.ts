@@ -49,7 +49,7 @@
  * being closed, so nothing scans the flows on a period and idle flows wake
  * nobody before their timeout. When the table is full, or echo flows reach
  * `capacity`, the flows idle longest (in whole CLOCK_RESOLUTION_MS intervals,
- * and idle before the current one) are closed to make room: a flood of identifiers
+ * at least one) are closed to make room: a flood of identifiers
  * leaves nothing behind that keeps the next ping out for good. Nothing on the
  * data path allocates or throws: bad frames and failures are counted in
  * `stats` (and described in the debug log).
@@ -383,10 +383,10 @@ export class IcmpEcho {
   readonly #evictor: FlowEvictor = {
     idleFor: (index: number, nowMs: number): number => {
       if (this.#fd[index]! < 0) return -1;
+      // In whole intervals since the last request or reply (see udp.ts).
       const r = CLOCK_RESOLUTION_MS;
-      const now = nowMs + this.#skewMs;
-      const idle = Math.floor(now / r) * r - Math.floor(this.#lastActiveMs[index]! / r) * r;
-      return idle > 0 ? idle : -1;
+      const idle = nowMs + this.#skewMs - this.#lastActiveMs[index]!;
+      return idle >= r ? Math.floor(idle / r) * r : -1;
     },
     evict: (index: number): void => {
       if (log.debugging) log.debug(`ICMP: flow ${index} closed early to make room`);

@@ -69,10 +69,10 @@
  * instead of being closed. Nothing scans the flows on a period, and idle flows
  * wake nobody before their timeout. The flow table's capacity bounds the flows.
  * When it is full (for any protocol's new flow), the table evicts the flows idle
- * longest: for UDP, every flow last active in the oldest interval of the flow
- * clock's resolution (`clockResolutionMs`), if that is before the current
- * interval (a flood's one-datagram flows go first; a flow with traffic in this
- * interval never does). If none may go, the datagram is
+ * longest: for UDP, idle time counts in whole intervals of `clockResolutionMs`
+ * since a flow's last datagram, and every flow of the greatest count goes, if
+ * that is one or more (a flood's one-datagram flows go first; a flow with
+ * traffic less than an interval ago never does). If none may go, the datagram is
  * dropped and counted, and the table does not scan again before a flow is
  * freed or the loop turn ends. Nothing on the data path
  * allocates or throws.
@@ -355,9 +355,11 @@ export class UdpTranslator implements TransportHandler {
   readonly #evictor: FlowEvictor = {
     idleFor: (index: number, nowMs: number): number => {
       if (this.#closed) return -1;
+      // In whole intervals since the flow's last datagram, so that flows idle
+      // alike go together; one active less than an interval ago never goes.
       const r = this.#resolutionMs;
-      const idle = Math.floor(nowMs / r) * r - Math.floor(this.#lastActiveMs[index]! / r) * r;
-      return idle > 0 ? idle : -1;
+      const idle = nowMs - this.#lastActiveMs[index]!;
+      return idle >= r ? Math.floor(idle / r) * r : -1;
     },
     evict: (index: number): void => {
       if (log.debugging) log.debug(`UDP: flow table full: idle flow ${index} closed early`);
