@@ -18,7 +18,13 @@
  */
 import type { PasstConfig } from "./config/config.ts";
 import type { NetworkPlan } from "./config/network.ts";
-import { type DataPath, resolveNetwork, startDataPath, startupSummary } from "./datapath.ts";
+import {
+  type DataPath,
+  resolveNetwork,
+  startDataPath,
+  startupSummary,
+  type TapSide,
+} from "./datapath.ts";
 import { EPOLL, O, SIG, SOCK } from "./ffi/layout.ts";
 import * as sys from "./ffi/sys.ts";
 import { log } from "./log.ts";
@@ -67,17 +73,15 @@ export function runPasst(config: PasstConfig): number {
   if (config.vhostUser) return runVhostUser(config, plan, listener);
 
   let clientKind = -1;
+  // Assigned once below; declared first for the callbacks made before it.
+  // deno-lint-ignore prefer-const
   let dp: DataPath;
   const tap = new StreamTap((fd, blocked) => {
     dp.loop.modify(fd, clientKind, 0, blocked ? CLIENT_EVENTS | EPOLL.OUT : CLIENT_EVENTS);
   });
-  try {
-    dp = startDataPath(config, plan, tap, undefined);
-  } catch (e) {
-    log.err(e instanceof Error ? e.message : String(e));
-    if (listener !== undefined) removePasstListener(listener);
-    return 1;
-  }
+  const started = startPasstDataPath(config, plan, tap, listener);
+  if (started === undefined) return 1;
+  dp = started;
   const loop = dp.loop;
   const handleFrame = dp.handleFrame;
 
@@ -90,15 +94,7 @@ export function runPasst(config: PasstConfig): number {
     sys.close(fd);
     // Nobody answers for the guest's connections any more: end them now, so the
     // host's side sees them go and the next guest starts with a clean table.
-    const tcp = dp.tcp?.resetAll() ?? 0;
-    const udp = dp.udp?.closeFlows() ?? 0;
-    if (tcp + udp > 0) log.info(`${why}: ${tcp} TCP connections reset, ${udp} UDP flows closed`);
-    if (config.oneOff) {
-      log.info(`${why}: exiting (one-off)`);
-      loop.stop(0);
-    } else {
-      log.info(`${why}: waiting for the next client`);
-    }
+    clientGone(config, dp, why);
   };
 
   const attach = (fd: number) => {
@@ -155,6 +151,39 @@ interface ClientSide {
  * What both kinds of passt do once their data path is made: accept clients on the
  * listener, handle signals, isolate, announce readiness and run the loop.
  */
+/** The data path around `tap`; undefined (said, the listener removed) if it fails. */
+function startPasstDataPath(
+  config: PasstConfig,
+  plan: NetworkPlan,
+  tap: TapSide,
+  listener: PasstListener | undefined,
+): DataPath | undefined {
+  try {
+    return startDataPath(config, plan, tap, undefined);
+  } catch (e) {
+    log.err(e instanceof Error ? e.message : String(e));
+    if (listener !== undefined) removePasstListener(listener);
+    return undefined;
+  }
+}
+
+/**
+ * The client went (`why`): nobody answers for the guest's connections any more,
+ * so they end now (the host's side sees them go and the next guest starts with
+ * a clean table); then passt exits (-1) or waits for the next client.
+ */
+function clientGone(config: PasstConfig, dp: DataPath, why: string): void {
+  const tcp = dp.tcp?.resetAll() ?? 0;
+  const udp = dp.udp?.closeFlows() ?? 0;
+  if (tcp + udp > 0) log.info(`${why}: ${tcp} TCP connections reset, ${udp} UDP flows closed`);
+  if (config.oneOff) {
+    log.info(`${why}: exiting (one-off)`);
+    dp.loop.stop(0);
+  } else {
+    log.info(`${why}: waiting for the next client`);
+  }
+}
+
 function serveClients(
   config: PasstConfig,
   plan: NetworkPlan,
@@ -233,6 +262,8 @@ function runVhostUser(
   plan: NetworkPlan,
   listener: PasstListener | undefined,
 ): number {
+  // Assigned once below; declared first for the callbacks made before it.
+  // deno-lint-ignore prefer-const
   let dp: DataPath;
   let controlKind = -1;
   let kickKind = -1;
@@ -244,13 +275,9 @@ function runVhostUser(
       }
     },
   });
-  try {
-    dp = startDataPath(config, plan, tap, undefined);
-  } catch (e) {
-    log.err(e instanceof Error ? e.message : String(e));
-    if (listener !== undefined) removePasstListener(listener);
-    return 1;
-  }
+  const started = startPasstDataPath(config, plan, tap, listener);
+  if (started === undefined) return 1;
+  dp = started;
   const loop = dp.loop;
 
   const disconnect = (why: string) => {
@@ -258,15 +285,7 @@ function runVhostUser(
     if (fd < 0) return;
     loop.remove(fd);
     tap.detach();
-    const tcp = dp.tcp?.resetAll() ?? 0;
-    const udp = dp.udp?.closeFlows() ?? 0;
-    if (tcp + udp > 0) log.info(`${why}: ${tcp} TCP connections reset, ${udp} UDP flows closed`);
-    if (config.oneOff) {
-      log.info(`${why}: exiting (one-off)`);
-      loop.stop(0);
-    } else {
-      log.info(`${why}: waiting for the next client`);
-    }
+    clientGone(config, dp, why);
   };
 
   controlKind = loop.defineKind("vhost-user", (_index, events, fd) => {
