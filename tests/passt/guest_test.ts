@@ -173,49 +173,60 @@ function assertGuestLines(lines: string[], blobSum: string, run: string): void {
   });
 }
 
+/**
+ * passt serving two guests in a row over `transport` (passt started with `args`
+ * before -s): every line each guest prints, then passt still waiting, and exit 0.
+ */
+async function twoGuests(
+  sb: Sandbox,
+  args: readonly string[],
+  runs: readonly [string, string],
+  transport: Transport = "stream",
+): Promise<void> {
+  const blob = `${sb.dir}/blob`;
+  const sum = await sb.run([
+    "sh",
+    "-c",
+    `head -c ${BLOB_SIZE} /dev/urandom >${blob} && sha256sum ${blob}`,
+  ]);
+  assert.equal(sum.code, 0, sum.stderr);
+  const blobSum = sum.stdout.split(" ")[0]!;
+  const socket = `${sb.dir}/passt.socket`;
+  const servers = [
+    await sb.spawn(["busybox", "httpd", "-f", "-p", `127.0.0.1:${HTTP_PORT}`, "-h", sb.dir], {
+      timeoutMs: 120_000,
+    }),
+    await sb.spawn(["python3", `${here}dns_responder.py`, "53", DNS_ANSWER], {
+      timeoutMs: 120_000,
+    }),
+  ];
+  const passt = await sb.spawn([PASST, "-f", ...args, "-s", socket, "-t", String(TCP_PORT)], {
+    timeoutMs: 120_000,
+  });
+  try {
+    assert.ok(
+      await sb.waitFor(async () => (await sb.run(["test", "-S", socket])).code === 0, 15_000),
+      "passt binds its socket",
+    );
+    for (const run of runs) {
+      assertGuestLines(await bootGuest(sb, socket, run, transport), blobSum, run);
+    }
+    assert.ok(await passt.alive(), "passt waits for the next guest");
+  } finally {
+    await passt.kill();
+    for (const s of servers) await s.kill();
+  }
+  const r = await passt.result;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr.match(/accepted a connection/g)?.length, 2, r.stderr);
+}
+
 Deno.test({
   name: unavailable === undefined
     ? "passt: two real guests in a row (qemu, virtio-net): DHCP, SLAAC, DHCPv6, ping, TCP, UDP, -t"
     : `passt: real guests (ignored: ${unavailable})`,
   ignore: unavailable !== undefined,
-  fn: () =>
-    withSandbox(async (sb) => {
-      const blob = `${sb.dir}/blob`;
-      const sum = await sb.run([
-        "sh",
-        "-c",
-        `head -c ${BLOB_SIZE} /dev/urandom >${blob} && sha256sum ${blob}`,
-      ]);
-      assert.equal(sum.code, 0, sum.stderr);
-      const blobSum = sum.stdout.split(" ")[0]!;
-      const socket = `${sb.dir}/passt.socket`;
-      const servers = [
-        await sb.spawn(["busybox", "httpd", "-f", "-p", `127.0.0.1:${HTTP_PORT}`, "-h", sb.dir], {
-          timeoutMs: 120_000,
-        }),
-        await sb.spawn(["python3", `${here}dns_responder.py`, "53", DNS_ANSWER], {
-          timeoutMs: 120_000,
-        }),
-      ];
-      const passt = await sb.spawn([PASST, "-f", "-s", socket, "-t", String(TCP_PORT)], {
-        timeoutMs: 120_000,
-      });
-      try {
-        assert.ok(
-          await sb.waitFor(async () => (await sb.run(["test", "-S", socket])).code === 0, 15_000),
-          "passt binds its socket",
-        );
-        assertGuestLines(await bootGuest(sb, socket, "first guest"), blobSum, "first guest");
-        assertGuestLines(await bootGuest(sb, socket, "second guest"), blobSum, "second guest");
-        assert.ok(await passt.alive(), "passt waits for the next guest");
-      } finally {
-        await passt.kill();
-        for (const s of servers) await s.kill();
-      }
-      const r = await passt.result;
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stderr.match(/accepted a connection/g)?.length, 2, r.stderr);
-    }),
+  fn: () => withSandbox((sb) => twoGuests(sb, [], ["first guest", "second guest"])),
 });
 
 Deno.test({
@@ -224,43 +235,12 @@ Deno.test({
     : `passt --vhost-user: real guests (ignored: ${unavailable})`,
   ignore: unavailable !== undefined,
   fn: () =>
-    withSandbox(async (sb) => {
-      const blob = `${sb.dir}/blob`;
-      const sum = await sb.run([
-        "sh",
-        "-c",
-        `head -c ${BLOB_SIZE} /dev/urandom >${blob} && sha256sum ${blob}`,
-      ]);
-      assert.equal(sum.code, 0, sum.stderr);
-      const blobSum = sum.stdout.split(" ")[0]!;
-      const socket = `${sb.dir}/passt.socket`;
-      const servers = [
-        await sb.spawn(["busybox", "httpd", "-f", "-p", `127.0.0.1:${HTTP_PORT}`, "-h", sb.dir], {
-          timeoutMs: 120_000,
-        }),
-        await sb.spawn(["python3", `${here}dns_responder.py`, "53", DNS_ANSWER], {
-          timeoutMs: 120_000,
-        }),
-      ];
-      const passt = await sb.spawn(
-        [PASST, "-f", "--vhost-user", "-s", socket, "-t", String(TCP_PORT)],
-        { timeoutMs: 120_000 },
-      );
-      try {
-        assert.ok(
-          await sb.waitFor(async () => (await sb.run(["test", "-S", socket])).code === 0, 15_000),
-          "passt binds its socket",
-        );
-        for (const run of ["first vhost-user guest", "second vhost-user guest"]) {
-          assertGuestLines(await bootGuest(sb, socket, run, "vhost-user"), blobSum, run);
-        }
-        assert.ok(await passt.alive(), "passt waits for the next guest");
-      } finally {
-        await passt.kill();
-        for (const s of servers) await s.kill();
-      }
-      const r = await passt.result;
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stderr.match(/accepted a connection/g)?.length, 2, r.stderr);
-    }),
+    withSandbox((sb) =>
+      twoGuests(
+        sb,
+        ["--vhost-user"],
+        ["first vhost-user guest", "second vhost-user guest"],
+        "vhost-user",
+      )
+    ),
 });
